@@ -1,0 +1,108 @@
+"""The model registry: models declare themselves with :func:`register_model` and are built by name.
+
+A registration carries the model's paper defaults (patch size, epochs, batch size,
+optimiser, learning rate, scheduler, loss, supervision kind, output kind, number of
+inputs). Building a model passes only the arguments its factory accepts, and
+arguments that are ``None`` are dropped so that an unset command-line flag never
+overrides a model default (as timm's ``create_model`` does).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from deephyperx.errors import UserError
+
+#: Training settings every model has; a registration overrides what its paper says.
+ENGINE_DEFAULTS: dict[str, Any] = {
+    "patch_size": 1,
+    "epoch": 100,
+    "batch_size": 100,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "momentum": 0.0,
+    "weight_decay": 0.0,
+    "scheduler": {"name": "plateau", "factor": 0.1, "patience_fraction": 0.25},
+    "loss": "cross_entropy",
+    "supervision": "supervised",
+    "output": "center",  # "center": one label per patch; "dense": a label per patch pixel
+    "inputs": ["cube"],  # rasters fed to forward(), in order: the cube, then scene extras
+}
+
+FAMILIES = ("neural", "sklearn")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows of one model."""
+
+    name: str
+    factory: Callable[..., Any]
+    family: str
+    citation: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def training_defaults(self) -> dict[str, Any]:
+        """Engine defaults overridden by this model's own."""
+        merged = dict(ENGINE_DEFAULTS)
+        merged.update(self.defaults)
+        return merged
+
+    def model_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of the factory with their default values (architecture options)."""
+        params = inspect.signature(self.factory).parameters
+        return {k: p.default for k, p in params.items()
+                if p.default is not inspect.Parameter.empty and p.kind is p.KEYWORD_ONLY}
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, *, family: str = "neural", citation: str, description: str = "",
+                   **defaults: Any) -> Callable:
+    """Class or function decorator that registers a model factory under ``name``.
+
+    Neural factories are called as ``factory(n_bands=, n_classes=, patch_size=, **options)``
+    and return a ``torch.nn.Module``; scikit-learn factories as ``factory(n_classes=, seed=,
+    **options)`` and return an estimator. ``defaults`` are training settings (see
+    :data:`ENGINE_DEFAULTS`).
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
+    unknown = set(defaults) - set(ENGINE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"{name}: unknown training defaults {sorted(unknown)}")
+
+    def decorator(factory: Callable) -> Callable:
+        if name in _REGISTRY and _REGISTRY[name].factory is not factory:
+            raise ValueError(f"model {name!r} is registered twice")
+        doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
+        _REGISTRY[name] = ModelSpec(name, factory, family, citation, dict(defaults), doc)
+        return factory
+
+    return decorator
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Registered model names, sorted, optionally of one family."""
+    return sorted(n for n, s in _REGISTRY.items() if family is None or s.family == family)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The registration of ``name``; a :class:`UserError` listing the choices if unknown."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UserError(f"unknown model '{name}'; choose one of: {', '.join(list_models())}") from None
+
+
+def create_model(name: str, **kwargs: Any) -> Any:
+    """Build model ``name``; ``None`` values are dropped and unknown keywords are ignored
+    unless the factory takes ``**kwargs``."""
+    spec = get_spec(name)
+    params = inspect.signature(spec.factory).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    accepted = {k: v for k, v in kwargs.items() if v is not None and (takes_any or k in params)}
+    return spec.factory(**accepted)

@@ -1,0 +1,106 @@
+"""The scene: one co-registered hyperspectral cube (plus optional extra rasters) and its labels."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from deephyperx.errors import UserError
+
+#: Internal label of unlabelled or ignored pixels. Classes are numbered 0..K-1.
+IGNORE = -1
+
+
+@dataclass
+class Scene:
+    """A labelled scene ready for the engine.
+
+    ``cube`` is (H, W, B) and may be a memory map; ``labels`` is (H, W) with class ids
+    0..K-1 and :data:`IGNORE` for unlabelled pixels. ``label_values`` keeps, for each
+    class id, the value it had in the label file (SalinasA's 1, 10..14 become 0..5).
+    ``extras`` holds co-registered rasters (H, W, C) such as a DSM, for multi-input models.
+    """
+
+    name: str
+    cube: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    label_values: Optional[list[int]] = None
+    rgb_bands: Optional[tuple[int, int, int]] = None
+    wavelengths: Optional[np.ndarray] = None
+    palette: Optional[list[tuple[int, int, int]]] = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.label_values is None:
+            self.label_values = list(range(1, len(self.class_names) + 1))
+        if self.palette is None:
+            self.palette = default_palette(len(self.class_names))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.cube.shape[0]), int(self.cube.shape[1])
+
+    @property
+    def n_bands(self) -> int:
+        return int(self.cube.shape[2])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_counts(self) -> np.ndarray:
+        """Number of labelled pixels of each class."""
+        valid = self.labels[self.labels != IGNORE]
+        return np.bincount(valid.ravel(), minlength=self.n_classes)
+
+    def validate(self) -> "Scene":
+        """Check shapes, label range and finite values; raise :class:`UserError` otherwise."""
+        if self.cube.ndim != 3:
+            raise UserError(f"scene {self.name}: the cube has shape {self.cube.shape}; expected (rows, cols, bands)")
+        if self.labels.shape != self.cube.shape[:2]:
+            raise UserError(
+                f"scene {self.name}: cube is {self.cube.shape[0]}x{self.cube.shape[1]} but labels are "
+                f"{self.labels.shape[0]}x{self.labels.shape[1]}; give a label raster of the cube's size"
+            )
+        for key, extra in self.extras.items():
+            if extra.shape[:2] != self.cube.shape[:2]:
+                raise UserError(f"scene {self.name}: extra raster '{key}' is {extra.shape[:2]}, cube is {self.shape}")
+        if self.labels.size and (self.labels.min() < IGNORE or self.labels.max() >= self.n_classes):
+            raise UserError(f"scene {self.name}: labels outside 0..{self.n_classes - 1}")
+        if len(self.label_values) != self.n_classes or len(self.palette) < self.n_classes:
+            raise UserError(f"scene {self.name}: {self.n_classes} class names but "
+                            f"{len(self.label_values)} label values / {len(self.palette)} colours")
+        bad = _count_non_finite(self.cube)
+        if bad:
+            raise UserError(
+                f"scene {self.name}: the cube holds {bad} NaN or infinite values; fill or mask them "
+                "(e.g. numpy.nan_to_num) before training"
+            )
+        return self
+
+
+def _count_non_finite(cube: np.ndarray, rows_per_chunk: int = 64) -> int:
+    """Count NaN/inf values chunk by chunk so that memory-mapped cubes are not loaded whole."""
+    if not np.issubdtype(cube.dtype, np.floating):
+        return 0
+    return int(sum((~np.isfinite(cube[r:r + rows_per_chunk])).sum() for r in range(0, cube.shape[0], rows_per_chunk)))
+
+
+def default_palette(n_classes: int) -> list[tuple[int, int, int]]:
+    """Distinct colours for ``n_classes`` classes (matplotlib's tab20, then HSV)."""
+    import colorsys
+
+    tab20 = [
+        (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+        (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+        (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
+        (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+    ]
+    colours = tab20[:n_classes]
+    for i in range(n_classes - len(colours)):
+        r, g, b = colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.9)
+        colours.append((int(r * 255), int(g * 255), int(b * 255)))
+    return colours
