@@ -1,0 +1,110 @@
+"""The run configuration: engine defaults, then the model's paper defaults, then a YAML
+file, then the command line. A value left unset (None) never overrides an earlier one,
+so ``--lr`` reaches every model and an unset flag keeps the model's own default."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import yaml
+
+from deephyperx.errors import UserError
+from deephyperx.registry import ModelSpec
+
+#: Run settings that belong to no model (the model's own come from the registry).
+RUN_DEFAULTS: dict[str, Any] = {
+    "dataset": None,
+    "folder": "Datasets",
+    "training_sample": 0.1,
+    "sampling_mode": "random",
+    "train_set": None,
+    "test_set": None,
+    "guard": None,
+    "block_size": None,
+    "val_fraction": 0.05,
+    "normalization": "standard",
+    "class_balancing": False,
+    "test_stride": 1,
+    "flip_augmentation": False,
+    "radiation_augmentation": False,
+    "mixture_augmentation": False,
+    "runs": 1,
+    "seed": 0,
+    "restore": None,
+    "cuda": -1,
+    "out": "outputs",
+    "n_jobs": 1,
+    "trust_checkpoint": False,
+    "model_args": {},
+}
+
+#: Keys that change the numbers a run produces (used to name and match run folders).
+_NOT_IN_IDENTITY = {"runs", "out", "folder", "cuda", "n_jobs", "trust_checkpoint", "seed"}
+
+
+def load_yaml_config(path: Optional[str]) -> dict[str, Any]:
+    """Read a ``--config FILE.yaml``: a mapping of the same keys as the command-line flags."""
+    if not path:
+        return {}
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"config file {path} does not exist; give a YAML file of flag: value pairs")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"config file {path} is not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of flag: value pairs, not {type(data).__name__}")
+    return data
+
+
+def resolve_config(spec: ModelSpec, *layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge run defaults, the model's training defaults, then ``layers`` (YAML, command line),
+    skipping None values; check the keys and values."""
+    config: dict[str, Any] = {**RUN_DEFAULTS, **spec.training_defaults(), "model": spec.name}
+    config["model_args"] = dict(spec.model_arguments())
+    known = set(config)
+    for layer in layers:
+        for key, value in layer.items():
+            if value is None:
+                continue
+            if key not in known:
+                raise UserError(f"unknown setting '{key}'; known settings: {', '.join(sorted(known))}")
+            if key == "model_args":
+                unknown = set(value) - set(spec.model_arguments())
+                if unknown:
+                    raise UserError(f"model {spec.name} has no option {sorted(unknown)}; "
+                                    f"its options: {sorted(spec.model_arguments()) or 'none'}")
+                config["model_args"].update(value)
+            else:
+                config[key] = value
+    validate_config(config)
+    return config
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Refuse values that cannot work, with one line saying which and why."""
+    positive_int = ("epoch", "batch_size", "runs", "patch_size", "test_stride")
+    for key in positive_int:
+        value = config[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "epoch" else 1):
+            raise UserError(f"--{key} {value!r} must be a whole number of at least {0 if key == 'epoch' else 1}")
+    if not isinstance(config["lr"], (int, float)) or config["lr"] <= 0:
+        raise UserError(f"--lr {config['lr']!r} must be a positive number")
+    sample = config["training_sample"]
+    if not isinstance(sample, (int, float)) or sample <= 0:
+        raise UserError(f"--training_sample {sample!r} must be a fraction in (0, 1) or a number of pixels per class")
+    if not 0 <= config["val_fraction"] < 1:
+        raise UserError(f"--val_fraction {config['val_fraction']} must be in [0, 1)")
+
+
+def experiment_id(config: dict[str, Any]) -> str:
+    """A short stable hash of the settings that change a run's numbers."""
+    identity = {k: v for k, v in sorted(config.items()) if k not in _NOT_IN_IDENTITY}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def to_yaml(config: dict[str, Any]) -> str:
+    return yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=True)

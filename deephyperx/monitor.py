@@ -1,0 +1,99 @@
+"""Monitoring: the training loop reports events to a :class:`Monitor`; backends decide
+what to do with them (console progress, JSON-lines files, and later visdom or TensorBoard).
+
+A backend that fails must never stop training: :class:`Monitors` catches its errors,
+prints one warning per backend and carries on.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+
+class Monitor:
+    """Receives training events. Every method is optional (no-op by default)."""
+
+    def run_started(self, info: dict[str, Any]) -> None: ...
+    def iteration(self, step: int, logs: dict[str, float]) -> None: ...
+    def epoch_ended(self, epoch: int, logs: dict[str, float]) -> None: ...
+    def confusion(self, matrix: np.ndarray, class_names: Sequence[str]) -> None: ...
+    def label_map(self, name: str, label_map: np.ndarray, palette: Sequence[tuple[int, int, int]],
+                  class_names: Sequence[str]) -> None: ...
+    def spectra(self, name: str, wavelengths: Optional[np.ndarray], mean: np.ndarray, std: np.ndarray,
+                class_names: Sequence[str]) -> None: ...
+    def text(self, message: str) -> None: ...
+    def run_ended(self, summary: dict[str, Any]) -> None: ...
+
+
+class Monitors(Monitor):
+    """Fan events out to several monitors; a failing backend warns once and is skipped."""
+
+    def __init__(self, monitors: Sequence[Monitor]):
+        self.monitors = list(monitors)
+        self._warned: set[int] = set()
+
+    def _call(self, method: str, *args: Any) -> None:
+        for monitor in self.monitors:
+            try:
+                getattr(monitor, method)(*args)
+            except Exception as error:  # a monitor must never stop training
+                if id(monitor) not in self._warned:
+                    self._warned.add(id(monitor))
+                    print(f"warning: monitor {type(monitor).__name__} failed ({error}); training goes on",
+                          file=sys.stderr)
+
+    def run_started(self, info): self._call("run_started", info)
+    def iteration(self, step, logs): self._call("iteration", step, logs)
+    def epoch_ended(self, epoch, logs): self._call("epoch_ended", epoch, logs)
+    def confusion(self, matrix, class_names): self._call("confusion", matrix, class_names)
+    def label_map(self, name, label_map, palette, class_names): self._call("label_map", name, label_map, palette, class_names)
+    def spectra(self, name, wavelengths, mean, std, class_names): self._call("spectra", name, wavelengths, mean, std, class_names)
+    def text(self, message): self._call("text", message)
+    def run_ended(self, summary): self._call("run_ended", summary)
+
+
+class ConsoleMonitor(Monitor):
+    """One line per epoch on standard error (a progress bar would garble logs of batch jobs)."""
+
+    def __init__(self, total_epochs: int | None = None, stream=None):
+        self.total_epochs = total_epochs
+        self.stream = stream or sys.stderr
+        self._start = time.monotonic()
+
+    def epoch_ended(self, epoch, logs):
+        shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if isinstance(v, (int, float)))
+        total = f"/{self.total_epochs}" if self.total_epochs else ""
+        print(f"epoch {epoch + 1}{total} {shown} ({time.monotonic() - self._start:.0f}s)", file=self.stream)
+
+    def text(self, message):
+        print(message, file=self.stream)
+
+
+class JsonLinesMonitor(Monitor):
+    """Append every iteration and epoch record to ``metrics.jsonl`` as the run goes."""
+
+    def __init__(self, path: str | Path, every: int = 1):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.every = max(1, every)
+        self._handle = open(self.path, "a", encoding="utf-8")
+
+    def _write(self, record: dict) -> None:
+        self._handle.write(json.dumps(record) + "\n")
+        self._handle.flush()
+
+    def iteration(self, step, logs):
+        if step % self.every == 0:
+            self._write({"kind": "iteration", "step": step, **logs})
+
+    def epoch_ended(self, epoch, logs):
+        self._write({"kind": "epoch", "epoch": epoch, **logs})
+
+    def run_ended(self, summary):
+        self._write({"kind": "end", **{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}})
+        self._handle.close()

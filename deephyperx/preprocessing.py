@@ -1,0 +1,59 @@
+"""Normalisation of the cube, with statistics computed on training pixels only.
+
+The statistics travel with the model (in its checkpoint), so a restored model
+normalises a new cube exactly as it did during training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deephyperx.errors import UserError
+
+METHODS = ("standard", "minmax", "none")
+
+
+@dataclass
+class Normaliser:
+    """``x -> (x - shift) * scale``, per band; fitted by :func:`fit_normaliser`."""
+
+    method: str
+    shift: np.ndarray
+    scale: np.ndarray
+
+    def apply(self, cube: np.ndarray, rows_per_chunk: int = 256) -> np.ndarray:
+        """Return a float32 normalised copy of ``cube`` (H, W, B), read chunk by chunk."""
+        out = np.empty(cube.shape, dtype=np.float32)
+        for r in range(0, cube.shape[0], rows_per_chunk):
+            chunk = np.asarray(cube[r:r + rows_per_chunk], dtype=np.float32)
+            out[r:r + rows_per_chunk] = (chunk - self.shift) * self.scale
+        return out
+
+    def invert(self, values: np.ndarray) -> np.ndarray:
+        """Bring normalised spectra back to the cube's original units."""
+        return values / self.scale + self.shift
+
+    def state_dict(self) -> dict:
+        return {"method": self.method, "shift": self.shift.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "Normaliser":
+        return cls(state["method"], np.asarray(state["shift"], np.float32), np.asarray(state["scale"], np.float32))
+
+
+def fit_normaliser(cube: np.ndarray, train_mask: np.ndarray, method: str = "standard") -> Normaliser:
+    """Fit per-band standardisation, global min-max, or identity on the pixels of ``train_mask``."""
+    if method not in METHODS:
+        raise UserError(f"unknown normalization '{method}'; choose one of: {', '.join(METHODS)}")
+    n_bands = cube.shape[2]
+    if method == "none":
+        return Normaliser(method, np.zeros(n_bands, np.float32), np.ones(n_bands, np.float32))
+    pixels = np.asarray(cube[train_mask], dtype=np.float64)
+    if method == "standard":
+        mean, std = pixels.mean(axis=0), pixels.std(axis=0)
+        std[std < 1e-12] = 1.0
+        return Normaliser(method, mean.astype(np.float32), (1.0 / std).astype(np.float32))
+    low, high = float(pixels.min()), float(pixels.max())
+    span = high - low if high > low else 1.0
+    return Normaliser(method, np.full(n_bands, low, np.float32), np.full(n_bands, 1.0 / span, np.float32))

@@ -1,0 +1,302 @@
+"""A run from scene to report: split, normalise, train, map the whole scene, score, write files.
+
+Each seed's run is written into ``<name>.partial/`` and renamed when complete, so a
+run folder is never half-written; an interrupted run resumes from the checkpoint in
+its ``.partial`` folder when the same command is given again.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from deephyperx import checkpoint as ckpt
+from deephyperx.atomic import atomic_path, atomic_write_text, replace_directory
+from deephyperx.config import experiment_id, to_yaml
+from deephyperx.errors import UserError
+from deephyperx.inference import predict_centre, predict_dense, predict_pixels_sklearn
+from deephyperx.metrics import aggregate_runs, confusion_matrix, metrics_from_confusion
+from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors
+from deephyperx.preprocessing import Normaliser, fit_normaliser
+from deephyperx.registry import ModelSpec, create_model, get_spec
+from deephyperx.reports import (aggregate_markdown, run_summary_markdown, save_confusion_png, save_json,
+                                save_map_comparison_png)
+from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
+from deephyperx.scene import IGNORE, Scene
+from deephyperx.seeding import seed_everything
+from deephyperx.splits import split_from_label_maps, split_pixels, split_summary, validation_split
+from deephyperx.steps import get_step
+from deephyperx.training import Trainer, TrainingData, inverse_median_frequency
+
+MonitorFactory = Callable[[Scene, dict, Path], list[Monitor]]
+
+
+@dataclass
+class Split:
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+
+# ----- devices -----------------------------------------------------------------------------------
+
+def resolve_device(cuda: int) -> torch.device:
+    """``--cuda N`` picks GPU N; -1, or no GPU present, means the CPU (with one warning line)."""
+    if cuda is None or cuda < 0:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        print(f"warning: --cuda {cuda} asked but no CUDA device is available; running on the CPU", file=sys.stderr)
+        return torch.device("cpu")
+    if cuda >= torch.cuda.device_count():
+        raise UserError(f"--cuda {cuda}: only {torch.cuda.device_count()} CUDA device(s); use 0..{torch.cuda.device_count() - 1} or -1")
+    return torch.device(f"cuda:{cuda}")
+
+
+# ----- splits ------------------------------------------------------------------------------------
+
+def label_map_from_file(path: str, scene: Scene) -> np.ndarray:
+    """Read a train/test label raster and map its values to the scene's class ids."""
+    from deephyperx.readers import read_raster
+
+    raw = np.asarray(read_raster(path))
+    if raw.shape != scene.shape:
+        raise UserError(f"label file {path} is {raw.shape[0]}x{raw.shape[1]} but the scene is "
+                        f"{scene.shape[0]}x{scene.shape[1]}; give labels of the scene's size")
+    ids = np.full(raw.shape, IGNORE, dtype=np.int64)
+    for class_id, value in enumerate(scene.label_values):
+        ids[raw == value] = class_id
+    unknown = np.setdiff1d(np.unique(raw[ids == IGNORE]), [0])
+    if unknown.size:
+        raise UserError(f"label file {path} holds values {unknown[:10].tolist()} that are not classes of "
+                        f"{scene.name} (its class values: {scene.label_values}); fix the file or the scene")
+    return ids
+
+
+def make_split(scene: Scene, config: dict[str, Any], seed: int) -> Split:
+    """Train/validation/test masks for this run, deterministic under ``seed``."""
+    if config.get("train_set") or config.get("test_set"):
+        if not (config.get("train_set") and config.get("test_set")):
+            raise UserError("--train_set and --test_set go together; give both label files")
+        train, test = split_from_label_maps(label_map_from_file(config["train_set"], scene),
+                                            label_map_from_file(config["test_set"], scene))
+    else:
+        train, test = split_pixels(scene.labels, config["sampling_mode"], config["training_sample"], seed,
+                                   patch_size=config["patch_size"], guard=config.get("guard"),
+                                   block_size=config.get("block_size"))
+    train, validation = validation_split(train, scene.labels, config["val_fraction"], seed)
+    return Split(train, validation, test)
+
+
+# ----- one run -----------------------------------------------------------------------------------
+
+def run_folder_names(config: dict[str, Any], scene: Scene) -> Path:
+    """``<out>/<scene>_<model>_<mode><sample>_<hash>``: one folder per distinct experiment."""
+    mode = "file" if config.get("train_set") else config["sampling_mode"]
+    return Path(config["out"]) / f"{scene.name}_{config['model']}_{mode}{config['training_sample']}_{experiment_id(config)}"
+
+
+def neural_inputs(scene: Scene, spec_inputs: list[str]) -> list[np.ndarray]:
+    """The rasters a model reads, in order: the cube, then named extras (e.g. a DSM)."""
+    rasters = []
+    for name in spec_inputs:
+        if name == "cube":
+            rasters.append(scene.cube)
+        elif name in scene.extras:
+            rasters.append(scene.extras[name])
+        else:
+            raise UserError(f"the model reads a '{name}' raster that scene {scene.name} does not have "
+                            f"(it has: {', '.join(['cube', *scene.extras]) })")
+    return rasters
+
+
+class SingleRun:
+    """One seed of an experiment, written into ``final_dir`` (via ``final_dir.partial``)."""
+
+    def __init__(self, scene: Scene, config: dict[str, Any], seed: int, final_dir: Path,
+                 extra_monitors: Optional[list[Monitor]] = None):
+        self.scene, self.seed, self.final_dir = scene, seed, final_dir
+        self.config = {**config, "seed": seed}
+        self.spec: ModelSpec = get_spec(config["model"])
+        self.partial = final_dir.with_name(final_dir.name + ".partial")
+        self.extra_monitors = extra_monitors or []
+
+    def execute(self) -> dict[str, Any]:
+        seed_everything(self.seed)
+        split = make_split(self.scene, self.config, self.seed)  # bad splits fail before any folder exists
+        restored = self._restored_checkpoint()
+        self._prepare_partial()
+        monitor = Monitors([ConsoleMonitor(self.config["epoch"]), JsonLinesMonitor(self.partial / "metrics.jsonl"),
+                            *self.extra_monitors])
+        monitor.run_started({"scene": self.scene.name, "model": self.spec.name, "seed": self.seed,
+                             "class_names": self.scene.class_names, "config": self.config})
+        started = time.perf_counter()
+        if self.spec.family == "sklearn":
+            prediction, info = self._run_sklearn(split, restored)
+        else:
+            prediction, info = self._run_neural(split, restored, monitor)
+        cm = confusion_matrix(np.where(split.test, self.scene.labels, IGNORE).ravel(), prediction.ravel(),
+                              self.scene.n_classes)
+        metrics = metrics_from_confusion(cm, self.scene.class_names)
+        metrics.update({"seed": self.seed, "scene": self.scene.name, "model": self.spec.name,
+                        "wall_seconds": time.perf_counter() - started, **info,
+                        "split": split_summary(self.scene.labels, split.train | split.validation, split.test,
+                                               self.scene.class_names),
+                        "n_train": int(split.train.sum()), "n_validation": int(split.validation.sum())})
+        monitor.confusion(cm, self.scene.class_names)
+        monitor.label_map("prediction", prediction, self.scene.palette, self.scene.class_names)
+        self._write_reports(metrics, cm, prediction, split)
+        monitor.run_ended({"overall_accuracy": metrics["overall_accuracy"], "kappa": metrics["kappa"]})
+        replace_directory(self.partial, self.final_dir)
+        return metrics
+
+    # --- folders and checkpoints -----------------------------------------------------------------
+    def _prepare_partial(self) -> None:
+        """Keep a partial folder of the same configuration (to resume), else start afresh."""
+        saved = self.partial / "config.yaml"
+        if self.partial.exists() and not (saved.is_file() and saved.read_text() == to_yaml(self.config)):
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, to_yaml(self.config))
+
+    def _restored_checkpoint(self) -> Optional[dict]:
+        path = self.config.get("restore")
+        if not path:
+            return None
+        if self.spec.family == "sklearn":
+            estimator, meta = ckpt.load_sklearn(path, trusted=self.config.get("trust_checkpoint", False))
+            self._check_meta(meta, path)
+            return {"estimator": estimator, **meta}
+        data = ckpt.load_checkpoint(path)
+        self._check_meta(data, path)
+        return data
+
+    def _check_meta(self, data: dict, path: str) -> None:
+        ckpt.check_compatible(data, model=self.spec.name, n_bands=self.scene.n_bands,
+                              class_names=self.scene.class_names, path=path)
+        saved_patch = data.get("config", {}).get("patch_size")
+        if saved_patch is not None and saved_patch != self.config["patch_size"]:
+            raise UserError(f"checkpoint {path} was trained with patch_size {saved_patch}; use --patch_size {saved_patch}")
+
+    def _describe(self, normalisers: dict[str, Normaliser]) -> dict[str, Any]:
+        return {"n_bands": self.scene.n_bands, "class_names": list(self.scene.class_names),
+                "scene": self.scene.name, "normalisers": {k: n.state_dict() for k, n in normalisers.items()}}
+
+    def _normalisers(self, train: np.ndarray, restored: Optional[dict], inputs: list[str]) -> dict[str, Normaliser]:
+        if restored is not None:
+            return {k: Normaliser.from_state_dict(v) for k, v in restored["normalisers"].items()}
+        method = self.config["normalization"]
+        rasters = dict(zip(inputs, neural_inputs(self.scene, inputs)))
+        return {k: fit_normaliser(r if r.ndim == 3 else r[..., None], train, method if k == "cube" else "standard")
+                for k, r in rasters.items()}
+
+    # --- scikit-learn ----------------------------------------------------------------------------
+    def _run_sklearn(self, split: Split, restored: Optional[dict]) -> tuple[np.ndarray, dict]:
+        train = split.train | split.validation  # cross-validation inside the estimator plays validation
+        normaliser = self._normalisers(train, restored, ["cube"])["cube"]
+        cube = normaliser.apply(self.scene.cube)
+        started = time.perf_counter()
+        if restored is not None:
+            estimator = restored["estimator"]
+        else:
+            estimator = create_model(self.spec.name, n_classes=self.scene.n_classes, seed=self.seed,
+                                     class_balancing=self.config["class_balancing"], n_jobs=self.config["n_jobs"],
+                                     **self.config["model_args"])
+            estimator.fit(cube[train], self.scene.labels[train])
+        train_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        prediction = predict_pixels_sklearn(estimator, cube)
+        info = {"train_seconds": train_seconds, "inference_seconds": time.perf_counter() - started}
+        if hasattr(estimator, "best_params_"):
+            info["selected_parameters"] = {k: (v if isinstance(v, (int, float, str)) else str(v))
+                                           for k, v in estimator.best_params_.items()}
+        meta = {"config": self.config, **self._describe({"cube": normaliser})}
+        ckpt.save_sklearn(self.partial / "model.skops", estimator, meta)
+        return prediction, info
+
+    # --- neural ----------------------------------------------------------------------------------
+    def _run_neural(self, split: Split, restored: Optional[dict], monitor: Monitor) -> tuple[np.ndarray, dict]:
+        cfg = self.config
+        device = resolve_device(cfg["cuda"])
+        inputs = list(cfg["inputs"])
+        normalisers = self._normalisers(split.train, restored, inputs)
+        rasters = [normalisers[k].apply(r if r.ndim == 3 else r[..., None])
+                   for k, r in zip(inputs, neural_inputs(self.scene, inputs))]
+        train_labels = np.where(split.train, self.scene.labels, IGNORE)
+        sampler = PatchSampler(rasters, train_labels, cfg["patch_size"])
+        dense = cfg["output"] == "dense"
+        augmentation = Augmentation(cfg["flip_augmentation"], cfg["radiation_augmentation"], cfg["mixture_augmentation"])
+        train_maker = BatchMaker(sampler, *np.nonzero(split.train), dense=dense, augmentation=augmentation)
+        val_labels = np.where(split.validation, self.scene.labels, IGNORE)
+        val_maker = BatchMaker(PatchSampler(rasters, val_labels, cfg["patch_size"]), *np.nonzero(split.validation),
+                               dense=dense) if split.validation.any() else None
+        unlabelled = BatchMaker(sampler, *np.nonzero(~(split.train | split.validation | split.test)), dense=False)
+        weights = inverse_median_frequency(torch.as_tensor(train_labels), self.scene.n_classes) \
+            if cfg["class_balancing"] else None
+        data = TrainingData(train_maker, val_maker, self.scene.n_classes, unlabelled, weights)
+
+        model = create_model(self.spec.name, n_bands=self.scene.n_bands, n_classes=self.scene.n_classes,
+                             patch_size=cfg["patch_size"], seed=self.seed, **cfg["model_args"])
+        if restored is not None:
+            model.load_state_dict(restored["model_state"])
+        describe = self._describe(normalisers)
+        trainer = Trainer(model, get_step(cfg["supervision"]), data, cfg, monitor, device,
+                          checkpoint_path=self.partial / "checkpoint.pt", checkpoint_extra=lambda: describe)
+        resume = self.partial / "checkpoint.pt"
+        if resume.is_file():
+            saved = ckpt.load_checkpoint(resume)
+            trainer.load_state_dict(saved)
+            monitor.text(f"resuming {self.final_dir.name} from epoch {saved['epoch']} ({resume})")
+        state = trainer.fit()
+        started = time.perf_counter()
+        batch = max(cfg["batch_size"], 256)
+        if dense:
+            prediction = predict_dense(trainer.model, sampler, self.scene.n_classes, batch, device, cfg["test_stride"])
+        else:
+            prediction = predict_centre(trainer.model, sampler, batch, device)
+        inference_seconds = time.perf_counter() - started
+        final = self.partial / "model.pt"
+        os.replace(resume, final) if resume.is_file() else ckpt.save_checkpoint(final, trainer.state_dict())
+        return prediction, {"train_seconds": state.train_seconds, "inference_seconds": inference_seconds,
+                            "epochs": state.epoch, "parameters": sum(p.numel() for p in model.parameters()),
+                            "final_train_loss": state.history[-1]["train_loss"] if state.history else None}
+
+    # --- reports ---------------------------------------------------------------------------------
+    def _write_reports(self, metrics: dict, cm: np.ndarray, prediction: np.ndarray, split: Split) -> None:
+        scene, folder = self.scene, self.partial
+        save_json(folder / "metrics.json", metrics)
+        with atomic_path(folder / "prediction.npy") as tmp:
+            np.save(tmp, prediction.astype(np.int16))
+        with atomic_path(folder / "split.npz") as tmp:
+            np.savez_compressed(tmp, train=split.train, validation=split.validation, test=split.test)
+        save_confusion_png(cm, scene.class_names, folder / "confusion.png")
+        shown = np.where(scene.labels != IGNORE, prediction, IGNORE)
+        save_map_comparison_png(scene.labels, shown, scene.palette, scene.class_names, folder / "map.png")
+        atomic_write_text(folder / "summary.md", run_summary_markdown(
+            f"{self.spec.name} on {scene.name}, seed {self.seed}", metrics, self.config))
+
+
+# ----- several runs --------------------------------------------------------------------------------
+
+def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] = None,
+                   extra_monitors: Optional[Callable[[int], list[Monitor]]] = None) -> dict[str, Any]:
+    """``config['runs']`` runs with seeds ``seed, seed+1, ...``; writes the aggregate report."""
+    folder = run_folder_names(config, scene)
+    runs = []
+    for i in range(config["runs"]):
+        seed = int(config["seed"]) + i
+        monitors = extra_monitors(seed) if extra_monitors else None
+        runs.append(SingleRun(scene, config, seed, folder / f"seed{seed}", monitors).execute())
+    aggregate = aggregate_runs(runs)
+    aggregate.update({"scene": scene.name, "model": config["model"], "folder": str(folder),
+                      "command": command, "config": config})
+    save_json(folder / "results.json", aggregate)
+    atomic_write_text(folder / "results.md", aggregate_markdown(
+        f"{config['model']} on {scene.name}", aggregate, scene.class_names, [command] if command else None))
+    return aggregate

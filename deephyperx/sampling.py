@@ -1,0 +1,176 @@
+"""Patch sampling by vectorised indexing into one padded tensor per raster.
+
+Every pixel, border pixels included, can be the centre of a patch: rasters are padded
+by mirror reflection once, and a batch of patches is one advanced-indexing gather,
+with no per-sample Python in the hot path. Augmentations act on whole batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from deephyperx.errors import UserError
+from deephyperx.scene import IGNORE
+
+
+@dataclass
+class Batch:
+    """What a training step receives: the model's inputs, the targets, and the centre pixels."""
+
+    inputs: list[torch.Tensor]
+    target: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+    unlabelled: Optional[list[torch.Tensor]] = None
+
+    def to(self, device: torch.device) -> "Batch":
+        move = lambda ts: None if ts is None else [t.to(device, non_blocking=True) for t in ts]  # noqa: E731
+        return Batch(move(self.inputs), self.target.to(device), self.rows, self.cols, move(self.unlabelled))
+
+
+def patch_extent(patch_size: int) -> tuple[int, int]:
+    """Pixels before and after the centre covered by a patch (odd sizes are centred;
+    an even size has one pixel more before the centre than after)."""
+    before = patch_size // 2
+    return before, patch_size - 1 - before
+
+
+class PatchSampler:
+    """Cut (N, C, P, P) patches of several co-registered rasters around given centres.
+
+    ``rasters`` are (H, W, C) float arrays (the normalised cube, then extra rasters);
+    ``labels`` is (H, W) with :data:`IGNORE` where the target is unknown to training
+    (pass only the training labels here, so that dense targets never leak test labels).
+    """
+
+    def __init__(self, rasters: Sequence[np.ndarray], labels: np.ndarray, patch_size: int):
+        height, width = labels.shape
+        if patch_size < 1:
+            raise UserError(f"patch_size {patch_size} must be at least 1")
+        if patch_size > min(height, width):
+            raise UserError(f"patch_size {patch_size} is larger than the scene ({height}x{width}); "
+                            f"choose a patch of at most {min(height, width)}")
+        self.patch_size = patch_size
+        self.shape = (height, width)
+        before, after = patch_extent(patch_size)
+        pad = ((before, after), (before, after))
+        mode = "reflect" if min(height, width) > patch_size else "symmetric"
+        self.padded = [torch.from_numpy(np.ascontiguousarray(np.pad(r, pad + ((0, 0),), mode=mode), dtype=np.float32))
+                       for r in rasters]
+        self.padded_labels = torch.from_numpy(np.pad(labels.astype(np.int64), pad, constant_values=IGNORE))
+        offsets = torch.arange(patch_size)
+        self._dy = offsets.view(1, patch_size, 1)
+        self._dx = offsets.view(1, 1, patch_size)
+
+    def patches(self, rows: torch.Tensor, cols: torch.Tensor) -> list[torch.Tensor]:
+        """Patches (N, C, P, P) of every raster centred on pixels (rows, cols) of the unpadded
+        scene, one gather each (padded index ``i`` is scene index ``i - before``)."""
+        r = rows.view(-1, 1, 1) + self._dy
+        c = cols.view(-1, 1, 1) + self._dx
+        return [p[r, c].permute(0, 3, 1, 2).contiguous() for p in self.padded]
+
+    def label_patches(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Label patches (N, P, P) centred on (rows, cols)."""
+        return self.padded_labels[rows.view(-1, 1, 1) + self._dy, cols.view(-1, 1, 1) + self._dx]
+
+    def centre_labels(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        before, _ = patch_extent(self.patch_size)
+        return self.padded_labels[rows + before, cols + before]
+
+
+@dataclass
+class Augmentation:
+    """DeepHyperX's augmentations, applied per sample with their usual probabilities."""
+
+    flip: bool = False
+    radiation: bool = False
+    mixture: bool = False
+    flip_probability: float = 0.5
+    radiation_probability: float = 0.1
+    mixture_probability: float = 0.2
+    noise_std: float = 1.0 / 25
+
+    @property
+    def active(self) -> bool:
+        return self.flip or self.radiation or self.mixture
+
+
+def dihedral(batch: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Apply one of the 8 flips/rotations per sample (code 0 = identity) on the last two axes."""
+    out = batch.clone()
+    for code in codes.unique().tolist():
+        if code == 0:
+            continue
+        sel = codes == code
+        part = batch[sel]
+        if code >= 4:
+            part = part.flip(-1)
+        out[sel] = torch.rot90(part, k=code % 4, dims=(-2, -1))
+    return out
+
+
+class BatchMaker:
+    """Turn centre indices into :class:`Batch` objects, with augmentation for training.
+
+    ``dense`` targets are label patches (N, P, P); otherwise the centre label (N,).
+    Mixture noise blends each patch with a patch of another training pixel of the same
+    class, drawn by vectorised indexing into a class-sorted index.
+    """
+
+    def __init__(self, sampler: PatchSampler, rows: np.ndarray, cols: np.ndarray, dense: bool,
+                 augmentation: Augmentation | None = None):
+        self.sampler = sampler
+        self.rows = torch.as_tensor(rows, dtype=torch.long)
+        self.cols = torch.as_tensor(cols, dtype=torch.long)
+        self.dense = dense
+        self.augmentation = augmentation or Augmentation()
+        before, _ = patch_extent(sampler.patch_size)
+        self.labels = sampler.padded_labels[self.rows + before, self.cols + before]
+        order = torch.argsort(self.labels, stable=True)
+        self._by_class = order
+        counts = torch.bincount(self.labels.clamp(min=0), minlength=int(self.labels.max()) + 1 if len(self.labels) else 1)
+        self._class_start = torch.cumsum(counts, 0) - counts
+        self._class_count = counts
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def make(self, index: torch.Tensor, generator: torch.Generator | None = None, augment: bool = False) -> Batch:
+        """The batch of the samples at positions ``index``."""
+        rows, cols = self.rows[index], self.cols[index]
+        inputs = self.sampler.patches(rows, cols)
+        target = self.sampler.label_patches(rows, cols) if self.dense else self.labels[index]
+        if augment and self.augmentation.active:
+            inputs, target = self._augment(inputs, target, index, generator)
+        return Batch(inputs, target, rows, cols)
+
+    def _augment(self, inputs: list[torch.Tensor], target: torch.Tensor, index: torch.Tensor,
+                 gen: torch.Generator | None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        aug, n = self.augmentation, len(index)
+        if aug.flip:
+            codes = torch.randint(0, 8, (n,), generator=gen)
+            codes[torch.rand(n, generator=gen) >= aug.flip_probability] = 0
+            inputs = [dihedral(x, codes) for x in inputs]
+            if self.dense:
+                target = dihedral(target, codes)
+        cube = inputs[0]
+        if aug.radiation:
+            chosen = torch.rand(n, generator=gen) < aug.radiation_probability
+            alpha = torch.empty(n).uniform_(0.9, 1.1, generator=gen).view(-1, 1, 1, 1)
+            noise = torch.randn(cube.shape, generator=gen) * aug.noise_std
+            cube = torch.where(chosen.view(-1, 1, 1, 1), alpha * cube + noise, cube)
+        if aug.mixture:
+            chosen = torch.rand(n, generator=gen) < aug.mixture_probability
+            labels = self.labels[index].clamp(min=0)
+            offset = (torch.rand(n, generator=gen) * self._class_count[labels]).long()
+            partner = self._by_class[self._class_start[labels] + offset]
+            partner_cube = self.sampler.patches(self.rows[partner], self.cols[partner])[0]
+            a1 = torch.empty(n).uniform_(0.01, 1.0, generator=gen).view(-1, 1, 1, 1)
+            a2 = torch.empty(n).uniform_(0.01, 1.0, generator=gen).view(-1, 1, 1, 1)
+            noise = torch.randn(cube.shape, generator=gen) * aug.noise_std
+            mixed = (a1 * cube + a2 * partner_cube) / (a1 + a2) + noise
+            cube = torch.where(chosen.view(-1, 1, 1, 1), mixed, cube)
+        return [cube, *inputs[1:]], target

@@ -1,0 +1,205 @@
+"""The one training loop for every neural model.
+
+Seeding is per epoch (the batch order, augmentation and dropout of epoch ``e`` depend
+only on the run seed and ``e``), so a run resumed from its checkpoint at epoch ``e``
+continues exactly as the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from deephyperx.checkpoint import save_checkpoint
+from deephyperx.monitor import Monitor
+from deephyperx.sampling import Batch, BatchMaker
+from deephyperx.scene import IGNORE
+from deephyperx.seeding import derived_seed, rng_states, torch_generator
+from deephyperx.steps import StepContext, TrainingStep, logits_of
+
+
+@dataclass
+class TrainingData:
+    """Batches for training, validation and (semi-supervised models) unlabelled pixels."""
+
+    train: BatchMaker
+    validation: Optional[BatchMaker]
+    n_classes: int
+    unlabelled: Optional[BatchMaker] = None
+    class_weights: Optional[torch.Tensor] = None
+
+
+@dataclass
+class TrainingState:
+    """What the loop carries from epoch to epoch and saves in checkpoints."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def inverse_median_frequency(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Class weights ``median(freq) / freq`` (classes absent from training get weight 0)."""
+    counts = torch.bincount(labels[labels != IGNORE].flatten(), minlength=n_classes).double()
+    freq = counts / counts.sum()
+    present = freq > 0
+    weights = torch.zeros(n_classes, dtype=torch.float64)
+    weights[present] = freq[present].median() / freq[present]
+    return weights.float()
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, spec: Optional[dict], epochs: int):
+    """A learning-rate scheduler from a small spec: plateau, multistep, cosine or none."""
+    if not spec or spec.get("name", "none") == "none":
+        return None
+    name = spec["name"]
+    if name == "plateau":
+        patience = spec.get("patience", max(1, int(epochs * spec.get("patience_fraction", 0.25))))
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=spec.get("factor", 0.1), patience=patience)
+    if name == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(spec["milestones"]),
+                                                    gamma=spec.get("gamma", 0.1))
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    from deephyperx.errors import UserError
+    raise UserError(f"unknown scheduler '{name}'; choose plateau, multistep, cosine or none")
+
+
+def batches(maker: BatchMaker, batch_size: int, generator: Optional[torch.Generator] = None,
+            augment: bool = False, shuffle: bool = False):
+    """Yield the batches of one pass over ``maker``'s samples."""
+    n = len(maker)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        yield maker.make(order[start:start + batch_size], generator=generator, augment=augment)
+
+
+@torch.no_grad()
+def validate(model: nn.Module, step: TrainingStep, maker: BatchMaker, ctx: StepContext,
+             batch_size: int) -> dict[str, float]:
+    """Validation loss and accuracy of the prediction against the target (labelled pixels only)."""
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for batch in batches(maker, batch_size):
+        batch = batch.to(ctx.device)
+        loss, logits = step.evaluate(model, batch, ctx)
+        labelled = batch.target != IGNORE
+        total_loss += loss
+        correct += int((logits.argmax(1)[labelled] == batch.target[labelled]).sum())
+        count += int(labelled.sum())
+    return {"val_loss": total_loss / max(count, 1), "val_accuracy": correct / max(count, 1)}
+
+
+class Trainer:
+    """Train ``model`` with ``step`` on ``data`` under ``config``; checkpoint after every epoch."""
+
+    def __init__(self, model: nn.Module, step: TrainingStep, data: TrainingData, config: dict[str, Any],
+                 monitor: Monitor, device: torch.device, checkpoint_path: Optional[Path] = None,
+                 checkpoint_extra: Optional[Callable[[], dict]] = None):
+        self.model = model.to(device)
+        self.step = step
+        self.data = data
+        self.config = config
+        self.monitor = monitor
+        self.device = device
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_extra = checkpoint_extra or (lambda: {})
+        self.optimizers = step.build_optimizers(self.model, config)
+        self.scheduler = build_scheduler(self.optimizers["model"], config.get("scheduler"), config["epoch"]) \
+            if "model" in self.optimizers else None
+        weights = data.class_weights.to(device) if data.class_weights is not None else None
+        self.ctx = StepContext(data.n_classes, weights, config, device)
+        self.state = TrainingState()
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model_state": self.model.state_dict(),
+            "optimizer_states": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scheduler_state": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "history": self.state.history,
+            "train_seconds": self.state.train_seconds,
+            "rng_states": rng_states(),
+            "config": self.config,
+            **self.checkpoint_extra(),
+        }
+
+    def load_state_dict(self, data: dict[str, Any]) -> None:
+        """Resume from a checkpoint written by :meth:`state_dict`."""
+        self.model.load_state_dict(data["model_state"])
+        for key, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(data["optimizer_states"][key])
+        if self.scheduler is not None and data.get("scheduler_state") is not None:
+            self.scheduler.load_state_dict(data["scheduler_state"])
+        self.state = TrainingState(data["epoch"], data["step"], list(data["history"]), data["train_seconds"])
+
+    # --- the loop ----------------------------------------------------------------------------
+    def fit(self, stop_after_epoch: Optional[int] = None) -> TrainingState:
+        """Train until ``config['epoch']`` epochs are done (or ``stop_after_epoch``, for tests)."""
+        cfg, seed = self.config, int(self.config["seed"])
+        epochs, batch_size = int(cfg["epoch"]), int(cfg["batch_size"])
+        while self.state.epoch < epochs:
+            epoch = self.state.epoch
+            started = time.perf_counter()
+            torch.manual_seed(derived_seed(seed, epoch, 1))
+            generator = torch_generator(seed, epoch, 2)
+            unlabelled = self._unlabelled_stream(seed, epoch)
+            self.model.train()
+            losses = []
+            for batch in batches(self.data.train, batch_size, generator, augment=True, shuffle=True):
+                if unlabelled is not None:
+                    batch.unlabelled = next(unlabelled).inputs
+                logs = self.step(self.model, batch.to(self.device), self.optimizers, self.ctx)
+                self.state.step += 1
+                losses.append(logs["loss"])
+                self.monitor.iteration(self.state.step, logs)
+            record = {"train_loss": float(np.mean(losses)) if losses else math.nan}
+            if self.data.validation is not None and len(self.data.validation):
+                record.update(validate(self.model, self.step, self.data.validation, self.ctx, batch_size))
+            record["lr"] = float(self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"])
+            self._scheduler_step(record)
+            self.state.train_seconds += time.perf_counter() - started
+            self.state.history.append(record)
+            self.state.epoch += 1
+            self.monitor.epoch_ended(epoch, record)
+            if self.checkpoint_path is not None:
+                save_checkpoint(self.checkpoint_path, self.state_dict())
+            if stop_after_epoch is not None and self.state.epoch >= stop_after_epoch:
+                break
+        return self.state
+
+    def _scheduler_step(self, record: dict[str, float]) -> None:
+        if self.scheduler is None:
+            return
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(record.get("val_loss", record["train_loss"]))
+        else:
+            self.scheduler.step()
+
+    def _unlabelled_stream(self, seed: int, epoch: int):
+        """An endless shuffled stream of unlabelled batches for semi-supervised steps."""
+        if not self.step.needs_unlabelled or self.data.unlabelled is None or not len(self.data.unlabelled):
+            return None
+        generator = torch_generator(seed, epoch, 3)
+        size = int(self.config["batch_size"])
+
+        def stream():
+            while True:
+                yield from batches(self.data.unlabelled, size, generator, shuffle=True)
+        return stream()
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, inputs: list[torch.Tensor]) -> torch.Tensor:
+    """Logits of a batch in evaluation mode."""
+    model.eval()
+    return logits_of(model(*inputs))

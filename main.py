@@ -1,0 +1,179 @@
+"""deephyperx command line: train and evaluate a model on a scene by name.
+
+    python main.py --model SVM_grid --dataset IndianPines --training_sample 0.1 --runs 5
+    python main.py list                       # models and scenes
+    python main.py --download IndianPines     # fetch a scene
+
+DeepHyperX's flag names keep working. Bad input prints one line and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from typing import Any, Optional, Sequence
+
+import datasets
+import models  # noqa: F401  (registers the zoo)
+from deephyperx.config import load_yaml_config, resolve_config
+from deephyperx.errors import UserError
+from deephyperx.metrics import format_percent
+from deephyperx.registry import get_spec, list_models
+from deephyperx.runner import run_experiment
+from deephyperx.scene import Scene
+
+DEFAULT_FOLDER = os.environ.get("DEEPHYPERX_DATA", "Datasets")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see python main.py --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    scene = parser.add_argument_group("scene")
+    scene.add_argument("--dataset", help="scene name (see `python main.py list`) or a scene declaration .yaml; "
+                                         "default: IndianPines if its files are in --folder, else the embedded Synthetic scene")
+    scene.add_argument("--folder", help=f"folder holding the scenes (default: $DEEPHYPERX_DATA or {DEFAULT_FOLDER})")
+    scene.add_argument("--cube", help="custom scene: cube file (.mat .npy .h5 .hdr .tif)")
+    scene.add_argument("--gt", help="custom scene: label raster file (0 = unlabelled)")
+    scene.add_argument("--cube_key", help="variable/dataset name inside the cube file")
+    scene.add_argument("--gt_key", help="variable/dataset name inside the label file")
+    scene.add_argument("--download", nargs="+", metavar="NAME", help="download these scenes into --folder and exit")
+    scene.add_argument("--mirror", help="base URL replacing the scenes' download host (or $DEEPHYPERX_MIRROR)")
+    model = parser.add_argument_group("model and training (unset flags keep the model's paper defaults)")
+    model.add_argument("--model", help="model name (see `python main.py list`)")
+    model.add_argument("--epoch", type=int)
+    model.add_argument("--patch_size", type=int)
+    model.add_argument("--lr", type=float, help="learning rate (reaches every neural model)")
+    model.add_argument("--batch_size", type=int)
+    model.add_argument("--optimizer", help="sgd, adam, adamw, adagrad, adadelta or rmsprop")
+    model.add_argument("--weight_decay", type=float)
+    model.add_argument("--class_balancing", action="store_true", default=None, help="inverse median frequency weights")
+    model.add_argument("--normalization", help="standard (per band), minmax (global) or none; fitted on training pixels")
+    model.add_argument("--flip_augmentation", action="store_true", default=None)
+    model.add_argument("--radiation_augmentation", action="store_true", default=None)
+    model.add_argument("--mixture_augmentation", action="store_true", default=None)
+    model.add_argument("--restore", help="checkpoint (model.pt / model.skops) to start from; --epoch 0 only evaluates")
+    model.add_argument("--trust_checkpoint", action="store_true", default=None,
+                       help="accept non-scikit-learn types in a .skops file you trust")
+    split = parser.add_argument_group("split")
+    split.add_argument("--training_sample", type=float, help="fraction of labelled pixels (<1) or pixels per class (>1)")
+    split.add_argument("--sampling_mode", help="random, fixed, disjoint or blocks (spatially disjoint with a guard band)")
+    split.add_argument("--train_set", help="label raster of training pixels (with --test_set)")
+    split.add_argument("--test_set", help="label raster of test pixels (with --train_set)")
+    split.add_argument("--guard", type=int, help="blocks mode: guard band width (default patch_size // 2)")
+    split.add_argument("--block_size", type=int, help="blocks mode: block side in pixels")
+    split.add_argument("--val_fraction", type=float, help="share of training pixels held out for validation (default 0.05)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--runs", type=int, help="number of runs, seeds seed..seed+runs-1")
+    run.add_argument("--seed", type=int)
+    run.add_argument("--test_stride", type=int, help="stride of sliding-window inference for dense models")
+    run.add_argument("--cuda", type=int, help="GPU index; -1 (default) for the CPU")
+    run.add_argument("--n_jobs", type=int, help="processes for scikit-learn grid searches")
+    run.add_argument("--config", help="YAML file of settings (flags given here override it)")
+    run.add_argument("--out", help="output folder (default outputs/)")
+    return parser
+
+
+RUN_KEYS = ("epoch", "patch_size", "lr", "batch_size", "optimizer", "weight_decay", "class_balancing",
+            "normalization", "flip_augmentation", "radiation_augmentation", "mixture_augmentation", "restore",
+            "trust_checkpoint", "training_sample", "sampling_mode", "train_set", "test_set", "guard",
+            "block_size", "val_fraction", "runs", "seed", "test_stride", "cuda", "n_jobs", "out", "dataset", "folder")
+
+
+def cli_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags the user gave (None for those left unset)."""
+    settings = {k: getattr(args, k) for k in RUN_KEYS}
+    sample = settings["training_sample"]
+    if sample is not None and sample > 1:
+        if sample != int(sample):
+            raise UserError(f"--training_sample {sample}: above 1 it counts pixels per class and must be whole")
+        settings["training_sample"] = int(sample)
+    return settings
+
+
+def load_scene(args: argparse.Namespace, file_config: dict[str, Any]) -> Scene:
+    """The scene named by the flags: a custom cube + labels, a declaration file, or a catalogue name."""
+    folder = args.folder or file_config.get("folder") or DEFAULT_FOLDER
+    if args.cube or args.gt:
+        if not (args.cube and args.gt):
+            raise UserError("--cube and --gt go together: give both the cube and the label raster")
+        return datasets.load_custom_scene(args.cube, args.gt, cube_key=args.cube_key, labels_key=args.gt_key)
+    name = args.dataset or file_config.get("dataset")
+    if not name:
+        name = datasets.find_default_scene(folder)
+        if name == "Synthetic":
+            print(f"no IndianPines files under {folder}: using the embedded Synthetic scene "
+                  "(give --dataset NAME --folder DIR for real data)", file=sys.stderr)
+    return datasets.resolve_scene(name, folder)
+
+
+def print_listing() -> None:
+    print("models:")
+    for name in list_models():
+        spec = get_spec(name)
+        print(f"  {name:10s} {spec.family:8s} {spec.description}")
+    print("scenes:")
+    for name in datasets.list_scenes():
+        print(f"  {name}")
+
+
+def run(argv: Sequence[str]) -> int:
+    if argv and argv[0] == "list":
+        print_listing()
+        return 0
+    args = build_parser().parse_args(argv)
+    if args.download:
+        folder = args.folder or DEFAULT_FOLDER
+        for name in args.download:
+            datasets.download_scene(name, folder, mirror=args.mirror)
+        return 0
+    file_config = load_yaml_config(args.config)
+    model_name = args.model or file_config.get("model")
+    if not model_name:
+        raise UserError(f"no --model given; choose one of: {', '.join(list_models())}")
+    spec = get_spec(model_name)
+    scene = load_scene(args, file_config)
+    settings = cli_settings(args)
+    settings["dataset"] = scene.name
+    settings["folder"] = args.folder or file_config.get("folder") or DEFAULT_FOLDER
+    config = resolve_config(spec, {k: v for k, v in file_config.items() if k != "model"}, settings)
+    if config["patch_size"] > min(scene.shape):
+        raise UserError(f"--patch_size {config['patch_size']} is larger than scene {scene.name} "
+                        f"({scene.shape[0]}x{scene.shape[1]}); choose at most {min(scene.shape)}")
+    if spec.family == "sklearn" and config["patch_size"] != 1:
+        raise UserError(f"model {spec.name} classifies single spectra; drop --patch_size or use a neural model")
+    command = "python main.py " + " ".join(shlex.quote(a) for a in argv)
+    result = run_experiment(scene, config, command)
+    report_line(result)
+    return 0
+
+
+def report_line(result: dict[str, Any]) -> None:
+    """Print the experiment's mean ± std metrics and where the reports are."""
+    n = result["n_runs"]
+    print(f"{result['model']} on {result['scene']}, {n} run(s): "
+          f"OA {format_percent(*result['overall_accuracy'])}  AA {format_percent(*result['average_accuracy'])}  "
+          f"kappa {format_percent(*result['kappa'])}")
+    print(f"reports: {result['folder']}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return run(list(sys.argv[1:] if argv is None else argv))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
