@@ -159,8 +159,8 @@ def report_line(result: dict[str, Any]) -> None:
     """Print the experiment's mean ± std metrics and where the reports are."""
     n = result["n_runs"]
     print(f"{result['model']} on {result['scene']}, {n} run(s): "
-          f"OA {format_percent(*result['overall_accuracy'])}  AA {format_percent(*result['average_accuracy'])}  "
-          f"kappa {format_percent(*result['kappa'])}")
+          + "  ".join(f"{label} {format_percent(result[key]['mean'], result[key]['std'])}"
+                      for label, key in (("OA", "overall_accuracy"), ("AA", "average_accuracy"), ("kappa", "kappa"))))
     print(f"reports: {result['folder']}")
 
 

@@ -151,6 +151,9 @@ def _h5_array(path: Path, name: str) -> np.ndarray:
 
 def _read_npy(path: Path, key: Optional[str]) -> np.ndarray:
     """A .npy file, memory-mapped (never unpickles objects)."""
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise ValueError("no NumPy .npy header")
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 

@@ -32,6 +32,9 @@ ENGINE_DEFAULTS: dict[str, Any] = {
 
 FAMILIES = ("neural", "sklearn")
 
+#: Factory arguments the engine supplies itself; the others are the model's own options.
+ENGINE_SUPPLIED = frozenset({"n_bands", "n_classes", "patch_size", "seed", "class_balancing", "n_jobs"})
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -54,7 +57,8 @@ class ModelSpec:
         """Keyword arguments of the factory with their default values (architecture options)."""
         params = inspect.signature(self.factory).parameters
         return {k: p.default for k, p in params.items()
-                if p.default is not inspect.Parameter.empty and p.kind is p.KEYWORD_ONLY}
+                if p.default is not inspect.Parameter.empty and p.kind is p.KEYWORD_ONLY
+                and k not in ENGINE_SUPPLIED}
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

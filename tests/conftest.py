@@ -1,0 +1,45 @@
+"""Shared fixtures: where the real scenes are, and small seeded scenes made by code."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+SHARED_DATA = Path(os.environ.get("DEEPHYPERX_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real scenes (``../shared/data``); tests needing it skip when it is absent."""
+    if not (SHARED_DATA / "IndianPines" / "Indian_pines_gt.mat").is_file():
+        pytest.skip(f"real scenes not found under {SHARED_DATA} (set DEEPHYPERX_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def synthetic_scene():
+    """The embedded synthetic scene (seed 0)."""
+    from deephyperx.synthetic import make_synthetic_scene
+
+    return make_synthetic_scene(seed=0)
+
+
+@pytest.fixture
+def small_scene():
+    """A 24x20 scene of 3 classes in vertical stripes with 8 bands: each class a distinct spectrum."""
+    from deephyperx.scene import Scene
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.array([0, 1, 2]), [8, 6, 6])[None, :].repeat(24, axis=0)
+    labels[:2] = -1
+    signatures = np.array([[1, 0, 0, 1, 0, 0, 1, 0], [0, 1, 0, 0, 1, 0, 0, 1], [0, 0, 1, 0, 0, 1, 0, 0]], float)
+    cube = signatures[np.clip(labels, 0, None)] + 0.05 * rng.standard_normal((24, 20, 8))
+    return Scene("Stripes", cube.astype(np.float32), labels.astype(np.int64), ["a", "b", "c"])

@@ -1,0 +1,78 @@
+"""Registry and configuration: create by name, defaults, unset flags never override, --lr reaches all."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import models  # noqa: F401
+from deephyperx.config import RUN_DEFAULTS, experiment_id, resolve_config
+from deephyperx.errors import UserError
+from deephyperx.registry import ENGINE_DEFAULTS, create_model, get_spec, list_models
+
+NEURAL = list_models("neural")
+
+
+def test_the_first_models_are_registered():
+    assert {"SVM", "SVM_grid", "SGD", "nearest", "RF", "nn", "hu"} <= set(list_models())
+
+
+def test_every_model_has_a_citation_and_valid_defaults():
+    for name in list_models():
+        spec = get_spec(name)
+        assert spec.citation and len(spec.citation) > 20, name
+        assert set(spec.defaults) <= set(ENGINE_DEFAULTS)
+
+
+@pytest.mark.parametrize("name", NEURAL)
+@pytest.mark.parametrize("bands", [30, 103, 200])
+def test_neural_models_build_and_give_logits(name, bands):
+    spec = get_spec(name)
+    p = spec.training_defaults()["patch_size"]
+    model = create_model(name, n_bands=bands, n_classes=7, patch_size=p)
+    out = model(torch.randn(3, bands, p, p))
+    assert out.shape == (3, 7)
+
+
+def test_unknown_model_lists_the_choices():
+    with pytest.raises(UserError, match="unknown model 'hamidaa'.*SVM_grid"):
+        get_spec("hamidaa")
+
+
+def test_unset_values_keep_model_defaults_and_lr_reaches_every_model():
+    for name in NEURAL:
+        spec = get_spec(name)
+        kept = resolve_config(spec, {"lr": None, "epoch": None})
+        assert kept["lr"] == spec.training_defaults()["lr"]
+        assert resolve_config(spec, {"lr": 0.123})["lr"] == 0.123
+    assert resolve_config(get_spec("hu"), {})["optimizer"] == "sgd"
+
+
+def test_cli_overrides_yaml_which_overrides_model_defaults():
+    spec = get_spec("hu")
+    config = resolve_config(spec, {"epoch": 7, "batch_size": 11}, {"epoch": 3})
+    assert config["epoch"] == 3 and config["batch_size"] == 11 and config["training_sample"] == RUN_DEFAULTS["training_sample"]
+
+
+@pytest.mark.parametrize("layer, message", [
+    ({"epochs": 3}, "unknown setting 'epochs'"),
+    ({"batch_size": 0}, "--batch_size 0"),
+    ({"lr": -1.0}, "--lr -1.0"),
+    ({"training_sample": 0}, "--training_sample 0"),
+    ({"model_args": {"depth": 3}}, "has no option"),
+])
+def test_bad_settings_are_refused(layer, message):
+    with pytest.raises(UserError, match=message):
+        resolve_config(get_spec("nn"), layer)
+
+
+def test_model_arguments_reach_the_factory():
+    config = resolve_config(get_spec("nn"), {"model_args": {"dropout": True}})
+    model = create_model("nn", n_bands=10, n_classes=3, **config["model_args"])
+    assert any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+
+
+def test_experiment_id_changes_with_settings_that_change_numbers_only():
+    spec = get_spec("hu")
+    base = resolve_config(spec, {})
+    assert experiment_id(base) == experiment_id(resolve_config(spec, {"runs": 5, "out": "x", "seed": 3}))
+    assert experiment_id(base) != experiment_id(resolve_config(spec, {"lr": 0.5}))

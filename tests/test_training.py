@@ -1,0 +1,214 @@
+"""The training loop: fitting, dense-output and two-input models, resume, checkpoints, determinism."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import models  # noqa: F401
+from deephyperx import checkpoint as ckpt
+from deephyperx.config import resolve_config
+from deephyperx.errors import UserError
+from deephyperx.monitor import Monitor
+from deephyperx.registry import get_spec, register_model
+from deephyperx.runner import SingleRun
+from deephyperx.sampling import BatchMaker, PatchSampler
+from deephyperx.scene import Scene
+from deephyperx.steps import get_step
+from deephyperx.training import Trainer, TrainingData, build_scheduler, inverse_median_frequency
+
+
+@register_model("test_dense", patch_size=5, epoch=15, batch_size=16, optimizer="adam", lr=0.02, output="dense",
+                citation="test-only dense-output model: a 1x1 convolution labelling every pixel of the patch")
+class TinyDense(nn.Module):
+    """Labels every pixel of a patch (the shape of Lee & Kwon's or SegNet's outputs)."""
+
+    def __init__(self, n_bands: int, n_classes: int):
+        super().__init__()
+        self.conv = nn.Conv2d(n_bands, n_classes, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+@register_model("test_fusion", patch_size=3, epoch=25, batch_size=16, optimizer="adam", lr=0.05,
+                inputs=["cube", "dsm"],
+                citation="test-only two-input model: an image branch and a height branch summed (FuseNet's shape)")
+class TinyFusion(nn.Module):
+    """Two inputs, an image and a height raster, each through its own branch."""
+
+    def __init__(self, n_bands: int, n_classes: int, patch_size: int):
+        super().__init__()
+        self.image = nn.Linear(n_bands * patch_size ** 2, n_classes)
+        self.height = nn.Linear(patch_size ** 2, n_classes)
+
+    def forward(self, image, height):
+        return self.image(image.flatten(1)) + self.height(height.flatten(1))
+
+
+class Recorder(Monitor):
+    def __init__(self):
+        self.steps, self.epochs = [], []
+
+    def iteration(self, step, logs):
+        self.steps.append(step)
+
+    def epoch_ended(self, epoch, logs):
+        self.epochs.append(logs)
+
+
+def config_for(model: str, scene: Scene, tmp_path, **overrides):
+    base = {"dataset": scene.name, "out": str(tmp_path), "training_sample": 0.5, "val_fraction": 0.1}
+    return resolve_config(get_spec(model), {**base, **overrides})
+
+
+def trainer_for(scene: Scene, config: dict, checkpoint_path=None) -> Trainer:
+    train = scene.labels >= 0
+    sampler = PatchSampler([scene.cube], np.where(train, scene.labels, -1), config["patch_size"])
+    data = TrainingData(BatchMaker(sampler, *np.nonzero(train), dense=False), None, scene.n_classes)
+    from deephyperx.registry import create_model
+    torch.manual_seed(config["seed"])
+    model = create_model(config["model"], n_bands=scene.n_bands, n_classes=scene.n_classes,
+                         patch_size=config["patch_size"])
+    return Trainer(model, get_step(config["supervision"]), data, config, Recorder(), torch.device("cpu"),
+                   checkpoint_path=checkpoint_path, checkpoint_extra=lambda: {"n_bands": scene.n_bands})
+
+
+def test_hu_fits_a_small_scene(small_scene, tmp_path):
+    config = config_for("hu", small_scene, tmp_path, epoch=40, lr=0.1)
+    result = SingleRun(small_scene, config, 0, tmp_path / "run").execute()
+    assert result["overall_accuracy"] > 0.9
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.yaml", "metrics.json", "summary.md", "confusion.png", "map.png", "prediction.npy",
+            "model.pt", "metrics.jsonl", "split.npz"} <= files
+    assert not (tmp_path / "run.partial").exists()
+
+
+def test_dense_output_model_trains_and_maps_the_scene(small_scene, tmp_path):
+    config = config_for("test_dense", small_scene, tmp_path, test_stride=2)
+    result = SingleRun(small_scene, config, 0, tmp_path / "dense").execute()
+    assert result["overall_accuracy"] > 0.9
+    prediction = np.load(tmp_path / "dense" / "prediction.npy")
+    assert prediction.shape == small_scene.shape and prediction.min() >= 0
+
+
+def test_two_input_model_uses_its_second_raster(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = (np.arange(20)[None, :] // 7).repeat(18, axis=0)  # 3 vertical bands of classes
+    cube = rng.standard_normal((18, 20, 4)).astype(np.float32)  # uninformative image
+    dsm = (labels[..., None] * 5.0 + rng.standard_normal((18, 20, 1))).astype(np.float32)  # height tells the class
+    scene = Scene("Heights", cube, labels, ["ground", "low", "tall"], extras={"dsm": dsm})
+    config = config_for("test_fusion", scene, tmp_path)
+    result = SingleRun(scene, config, 0, tmp_path / "fusion").execute()
+    assert result["overall_accuracy"] > 0.9
+    without = Scene("NoDsm", cube, labels, ["ground", "low", "tall"])
+    with pytest.raises(UserError, match="'dsm' raster"):
+        SingleRun(without, config_for("test_fusion", without, tmp_path), 0, tmp_path / "nodsm").execute()
+
+
+def test_resumed_training_ends_exactly_like_an_uninterrupted_one(small_scene, tmp_path):
+    config = config_for("hu", small_scene, tmp_path, epoch=6, flip_augmentation=True, radiation_augmentation=True)
+    whole = trainer_for(small_scene, config)
+    whole.fit()
+    first = trainer_for(small_scene, config, checkpoint_path=tmp_path / "c.pt")
+    first.fit(stop_after_epoch=3)
+    second = trainer_for(small_scene, config)
+    torch.manual_seed(1234)  # a different global state must not matter
+    second.load_state_dict(ckpt.load_checkpoint(tmp_path / "c.pt"))
+    second.fit()
+    for a, b in zip(whole.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert whole.state.history == second.state.history
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(small_scene, tmp_path):
+    config = config_for("hu", small_scene, tmp_path, epoch=3)
+    a = SingleRun(small_scene, config, 4, tmp_path / "a").execute()
+    b = SingleRun(small_scene, config, 4, tmp_path / "b").execute()
+    c = SingleRun(small_scene, config, 5, tmp_path / "c").execute()
+    assert a["confusion_matrix"] == b["confusion_matrix"] and a["kappa"] == b["kappa"]
+    assert np.load(tmp_path / "a" / "split.npz")["train"].tolist() != np.load(tmp_path / "c" / "split.npz")["train"].tolist()
+    assert c["seed"] == 5
+
+
+def test_monitor_sees_every_iteration_and_epoch(small_scene, tmp_path):
+    config = config_for("hu", small_scene, tmp_path, epoch=2, batch_size=50)
+    trainer = trainer_for(small_scene, config)
+    trainer.fit()
+    n_train = int((small_scene.labels >= 0).sum())
+    assert trainer.monitor.steps == list(range(1, 2 * -(-n_train // 50) + 1))
+    assert len(trainer.monitor.epochs) == 2 and "lr" in trainer.monitor.epochs[0]
+
+
+def test_restore_evaluates_a_saved_model_and_refuses_foreign_ones(small_scene, tmp_path):
+    config = config_for("hu", small_scene, tmp_path, epoch=20, lr=0.1)
+    trained = SingleRun(small_scene, config, 0, tmp_path / "t").execute()
+    again = SingleRun(small_scene, config_for("hu", small_scene, tmp_path, epoch=0,
+                                             restore=str(tmp_path / "t" / "model.pt")), 0, tmp_path / "r").execute()
+    assert again["confusion_matrix"] == trained["confusion_matrix"]
+    other = Scene("Other", small_scene.cube, small_scene.labels, ["x", "y", "z"])
+    with pytest.raises(UserError, match="trained on classes"):
+        SingleRun(other, config_for("hu", other, tmp_path, epoch=0, restore=str(tmp_path / "t" / "model.pt")),
+                  0, tmp_path / "o").execute()
+    with pytest.raises(UserError, match="of model 'hu', not 'nn'"):
+        SingleRun(small_scene, config_for("nn", small_scene, tmp_path, epoch=0,
+                                          restore=str(tmp_path / "t" / "model.pt")), 0, tmp_path / "n").execute()
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_checkpoints_never_execute_code_and_refuse_other_files(tmp_path, capsys):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": ckpt.FORMAT, "x": Payload()}, evil)
+    with pytest.raises(UserError, match="not a deephyperx checkpoint that can be loaded safely"):
+        ckpt.load_checkpoint(evil)
+    assert "this must never run" not in capsys.readouterr().out
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(UserError, match="not a deephyperx checkpoint"):
+        ckpt.load_checkpoint(junk)
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, plain)
+    with pytest.raises(UserError, match="no 'deephyperx-checkpoint' marker"):
+        ckpt.load_checkpoint(plain)
+    with pytest.raises(UserError, match="does not exist"):
+        ckpt.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_sklearn_model_round_trips_safely(small_scene, tmp_path):
+    config = config_for("SVM", small_scene, tmp_path)
+    result = SingleRun(small_scene, config, 0, tmp_path / "svm").execute()
+    assert result["overall_accuracy"] > 0.95
+    estimator, meta = ckpt.load_sklearn(tmp_path / "svm" / "model.skops")
+    assert meta["class_names"] == ["a", "b", "c"] and hasattr(estimator, "predict")
+    restored = SingleRun(small_scene, config_for("SVM", small_scene, tmp_path,
+                                                 restore=str(tmp_path / "svm" / "model.skops")), 0, tmp_path / "r").execute()
+    assert restored["confusion_matrix"] == result["confusion_matrix"]
+
+
+def test_inverse_median_frequency_by_hand():
+    labels = torch.tensor([0] * 10 + [1] * 30 + [2] * 20 + [-1] * 5)
+    weights = inverse_median_frequency(labels, 4)
+    # frequencies 1/6, 1/2, 1/3 (class 3 absent); median 1/3 -> weights 2, 2/3, 1, 0
+    assert torch.allclose(weights, torch.tensor([2.0, 2 / 3, 1.0, 0.0]))
+
+
+def test_schedulers():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    assert build_scheduler(opt, {"name": "none"}, 10) is None
+    plateau = build_scheduler(opt, {"name": "plateau", "factor": 0.1, "patience_fraction": 0.25}, 100)
+    assert plateau.patience == 25
+    multistep = build_scheduler(opt, {"name": "multistep", "milestones": [2], "gamma": 0.5}, 10)
+    for _ in range(3):
+        opt.step()
+        multistep.step()
+    assert opt.param_groups[0]["lr"] == 0.5
+    with pytest.raises(UserError, match="unknown scheduler"):
+        build_scheduler(opt, {"name": "warp"}, 10)
