@@ -98,20 +98,22 @@ def cli_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def load_scene(args: argparse.Namespace, file_config: dict[str, Any]) -> Scene:
-    """The scene named by the flags: a custom cube + labels, a declaration file, or a catalogue name."""
+def load_scene(args: argparse.Namespace, file_config: dict[str, Any]) -> tuple[Scene, Optional[str]]:
+    """The scene named by the flags (a custom cube + labels, a declaration file, or a catalogue
+    name), and a notice to print when the embedded scene stands in for missing data."""
     folder = args.folder or file_config.get("folder") or DEFAULT_FOLDER
     if args.cube or args.gt:
         if not (args.cube and args.gt):
             raise UserError("--cube and --gt go together: give both the cube and the label raster")
-        return datasets.load_custom_scene(args.cube, args.gt, cube_key=args.cube_key, labels_key=args.gt_key)
+        return datasets.load_custom_scene(args.cube, args.gt, cube_key=args.cube_key, labels_key=args.gt_key), None
     name = args.dataset or file_config.get("dataset")
+    notice = None
     if not name:
         name = datasets.find_default_scene(folder)
         if name == "Synthetic":
-            print(f"no IndianPines files under {folder}: using the embedded Synthetic scene "
-                  "(give --dataset NAME --folder DIR for real data)", file=sys.stderr)
-    return datasets.resolve_scene(name, folder)
+            notice = (f"no IndianPines files under {folder}: using the embedded Synthetic scene "
+                      "(give --dataset NAME --folder DIR for real data)")
+    return datasets.resolve_scene(name, folder), notice
 
 
 def print_listing() -> None:
@@ -139,16 +141,18 @@ def run(argv: Sequence[str]) -> int:
     if not model_name:
         raise UserError(f"no --model given; choose one of: {', '.join(list_models())}")
     spec = get_spec(model_name)
-    scene = load_scene(args, file_config)
     settings = cli_settings(args)
-    settings["dataset"] = scene.name
     settings["folder"] = args.folder or file_config.get("folder") or DEFAULT_FOLDER
     config = resolve_config(spec, {k: v for k, v in file_config.items() if k != "model"}, settings)
+    scene, notice = load_scene(args, file_config)
+    config["dataset"] = scene.name
     if config["patch_size"] > min(scene.shape):
         raise UserError(f"--patch_size {config['patch_size']} is larger than scene {scene.name} "
                         f"({scene.shape[0]}x{scene.shape[1]}); choose at most {min(scene.shape)}")
     if spec.family == "sklearn" and config["patch_size"] != 1:
         raise UserError(f"model {spec.name} classifies single spectra; drop --patch_size or use a neural model")
+    if notice:
+        print(notice, file=sys.stderr)
     command = "python main.py " + " ".join(shlex.quote(a) for a in argv)
     result = run_experiment(scene, config, command)
     report_line(result)

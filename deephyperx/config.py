@@ -96,6 +96,10 @@ def validate_config(config: dict[str, Any]) -> None:
     sample = config["training_sample"]
     if not isinstance(sample, (int, float)) or sample <= 0:
         raise UserError(f"--training_sample {sample!r} must be a fraction in (0, 1) or a number of pixels per class")
+    from deephyperx.splits import MODES
+
+    if config["sampling_mode"] not in MODES:
+        raise UserError(f"--sampling_mode {config['sampling_mode']!r} is unknown; choose one of: {', '.join(MODES)}")
     if not 0 <= config["val_fraction"] < 1:
         raise UserError(f"--val_fraction {config['val_fraction']} must be in [0, 1)")
 

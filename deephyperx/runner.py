@@ -89,7 +89,7 @@ def make_split(scene: Scene, config: dict[str, Any], seed: int) -> Split:
     else:
         train, test = split_pixels(scene.labels, config["sampling_mode"], config["training_sample"], seed,
                                    patch_size=config["patch_size"], guard=config.get("guard"),
-                                   block_size=config.get("block_size"))
+                                   block_size=config.get("block_size"), class_names=scene.class_names)
     train, validation = validation_split(train, scene.labels, config["val_fraction"], seed)
     return Split(train, validation, test)
 
@@ -159,11 +159,12 @@ class SingleRun:
     # --- folders and checkpoints -----------------------------------------------------------------
     def _prepare_partial(self) -> None:
         """Keep a partial folder of the same configuration (to resume), else start afresh."""
-        saved = self.partial / "config.yaml"
-        if self.partial.exists() and not (saved.is_file() and saved.read_text() == to_yaml(self.config)):
+        saved, identity = self.partial / "identity.txt", f"{experiment_id(self.config)} seed {self.seed}"
+        if self.partial.exists() and not (saved.is_file() and saved.read_text() == identity):
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, to_yaml(self.config))
+        atomic_write_text(saved, identity)
+        atomic_write_text(self.partial / "config.yaml", to_yaml(self.config))
 
     def _restored_checkpoint(self) -> Optional[dict]:
         path = self.config.get("restore")

@@ -41,28 +41,35 @@ def split_pixels(labels: np.ndarray, mode: str, training_sample: float, seed: in
                  class_names: Optional[Sequence[str]] = None) -> Masks:
     """Split the labelled pixels of ``labels`` into train and test masks according to ``mode``.
 
-    ``patch_size``, ``guard`` and ``block_size`` are used by the ``blocks`` mode only (see
-    :func:`blocks_split`); ``class_names`` only makes error messages name classes.
+    Modes are described by :func:`random_split`, :func:`disjoint_split` and :func:`blocks_split`;
+    ``patch_size``, ``guard`` and ``block_size`` are used by ``blocks`` only; ``class_names``
+    only makes error messages name classes.
     """
-    labels = _check_labels(labels)
     if mode not in MODES:
         raise UserError(f"unknown split mode '{mode}'; choose one of: {', '.join(MODES)}")
-    n_labelled = int((labels >= 0).sum())
-    if n_labelled == 0:
-        raise UserError("the label map has no labelled pixel (all are < 0); give a label map with classes")
-    _check_training_sample(training_sample, n_labelled)
-    names = _Names(class_names)
-    if mode == "fixed" and training_sample < 1:
+    if mode in ("random", "fixed"):
+        return random_split(labels, training_sample, seed, class_names, whole_only=mode == "fixed")
+    if mode == "disjoint":
+        return disjoint_split(labels, training_sample, class_names)
+    return blocks_split(labels, training_sample, seed, patch_size, guard, block_size, class_names)
+
+
+def random_split(labels: np.ndarray, training_sample: float, seed: int,
+                 class_names: Optional[Sequence[str]] = None, whole_only: bool = False) -> Masks:
+    """Stratified random split (modes ``random`` and, with ``whole_only``, ``fixed``).
+
+    A fraction f takes round-half-up(f * n) random pixels of each class of n pixels, at least 1
+    and at most n - 1; a whole number N takes exactly N of each class. The rest is test.
+    """
+    labels = _check_inputs(labels, training_sample)
+    if whole_only and training_sample < 1:
         raise UserError(f"split mode 'fixed' needs a whole number of training pixels per class, not "
                         f"training_sample={training_sample}; give e.g. 50, or use mode 'random' for a fraction")
-    if mode in ("random", "fixed"):
-        return _stratified_random(labels, training_sample, np.random.default_rng(seed), names)
-    if mode == "disjoint":
-        return disjoint_split(labels, training_sample, names)
-    return blocks_split(labels, training_sample, seed, patch_size, guard, block_size, names)
+    return _stratified_random(labels, training_sample, np.random.default_rng(seed), _Names(class_names))
 
 
-def disjoint_split(labels: np.ndarray, training_sample: float, names: Optional["_Names"] = None) -> Masks:
+def disjoint_split(labels: np.ndarray, training_sample: float,
+                   class_names: Optional[Sequence[str]] = None) -> Masks:
     """DeepHyperX's disjoint mode: for each class, training pixels are those above a row cut.
 
     For each class independently, rows are scanned from the top; the cut x is the first row
@@ -71,11 +78,10 @@ def disjoint_split(labels: np.ndarray, training_sample: float, names: Optional["
     class's pixels in rows < x are training, the rest test. No randomness: the seed plays no
     part. A class lying on few rows may end with no test pixel.
     """
-    labels = _check_labels(labels)
-    names = names or _Names(None)
+    labels = _check_inputs(labels, training_sample)
     classes, counts = _class_counts(labels)
     if training_sample >= 1:
-        _check_enough_pixels(classes, counts, int(training_sample), names)
+        _check_enough_pixels(classes, counts, int(training_sample), _Names(class_names))
     n_classes = int(classes.max()) + 1
     rows = np.nonzero(labels >= 0)[0]
     per_row = np.zeros((n_classes, labels.shape[0]), dtype=np.int64)
@@ -104,7 +110,7 @@ def default_block_size(shape: tuple[int, int], patch_size: int) -> int:
 
 def blocks_split(labels: np.ndarray, training_sample: float, seed: int, patch_size: int = 1,
                  guard: Optional[int] = None, block_size: Optional[int] = None,
-                 names: Optional["_Names"] = None) -> Masks:
+                 class_names: Optional[Sequence[str]] = None) -> Masks:
     """Spatially disjoint split: whole square blocks go to train, with a guard band around them.
 
     The rule, exactly:
@@ -126,12 +132,11 @@ def blocks_split(labels: np.ndarray, training_sample: float, seed: int, patch_si
        (default ``patch_size // 2``) of a training pixel, so that no training patch of side
        ``patch_size`` covers a test pixel.
     """
-    labels = _check_labels(labels)
-    names = names or _Names(None)
+    labels = _check_inputs(labels, training_sample)
     patch_size, guard, block_size = _check_block_arguments(labels.shape, patch_size, guard, block_size)
     classes, counts = _class_counts(labels)
     if training_sample >= 1:
-        _check_enough_pixels(classes, counts, int(training_sample), names)
+        _check_enough_pixels(classes, counts, int(training_sample), _Names(class_names))
     block_of = _block_ids(labels.shape, block_size)
     n_blocks = int(block_of.max()) + 1
     n_classes = int(classes.max()) + 1
@@ -230,6 +235,16 @@ def _check_labels(labels: np.ndarray) -> np.ndarray:
         if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
             raise UserError(f"the label map holds non-integer values (dtype {labels.dtype}); give class ids")
         labels = labels.astype(np.int64)
+    return labels
+
+
+def _check_inputs(labels: np.ndarray, training_sample: float) -> np.ndarray:
+    """The label map as a 2-D integer array with labelled pixels, and a valid training_sample."""
+    labels = _check_labels(labels)
+    n_labelled = int((labels >= 0).sum())
+    if n_labelled == 0:
+        raise UserError("the label map has no labelled pixel (all are < 0); give a label map with classes")
+    _check_training_sample(training_sample, n_labelled)
     return labels
 
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create (or reuse) the virtual environment .venv and install what deephyperx needs.
+# Usage: scripts/setup.sh [requirements file]   (default: requirements.txt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+requirements="${1:-requirements.txt}"
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+# A bare `torch` requirement would pull a multi-GB CUDA build here: pin the CPU-friendly release first.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"

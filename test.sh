@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up (first time) and run the test suite. Real scenes are read from ../shared/data
+# (or $DEEPHYPERX_SHARED_DATA); tests that need them skip when they are absent.
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/setup.sh requirements-dev.txt
+exec .venv/bin/python -m pytest -q "$@"
