@@ -97,3 +97,25 @@ class JsonLinesMonitor(Monitor):
     def run_ended(self, summary):
         self._write({"kind": "end", **{k: v for k, v in summary.items() if isinstance(v, (int, float, str))}})
         self._handle.close()
+
+
+def trim_records(path: str | Path, step: int, epoch: int) -> None:
+    """Drop records written after a checkpoint (iteration > ``step`` or epoch >= ``epoch``) from a
+    JSON-lines log, so that a resumed run's log reads as one uninterrupted run."""
+    from deephyperx.atomic import atomic_write_text
+
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by the interruption
+            continue
+        if record.get("kind") == "iteration" and record.get("step", 0) > step:
+            continue
+        if record.get("kind") == "epoch" and record.get("epoch", 0) >= epoch:
+            continue
+        kept.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))

@@ -23,7 +23,7 @@ from deephyperx.config import experiment_id, to_yaml
 from deephyperx.errors import UserError
 from deephyperx.inference import predict_centre, predict_dense, predict_pixels_sklearn
 from deephyperx.metrics import aggregate_runs, confusion_matrix, metrics_from_confusion
-from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors
+from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
 from deephyperx.preprocessing import Normaliser, fit_normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec
 from deephyperx.reports import (aggregate_markdown, run_summary_markdown, save_confusion_png, save_json,
@@ -131,7 +131,7 @@ class SingleRun:
         seed_everything(self.seed)
         split = make_split(self.scene, self.config, self.seed)  # bad splits fail before any folder exists
         restored = self._restored_checkpoint()
-        self._prepare_partial()
+        resume = self._prepare_partial()
         monitor = Monitors([ConsoleMonitor(self.config["epoch"]), JsonLinesMonitor(self.partial / "metrics.jsonl"),
                             *self.extra_monitors])
         monitor.run_started({"scene": self.scene.name, "model": self.spec.name, "seed": self.seed,
@@ -140,7 +140,7 @@ class SingleRun:
         if self.spec.family == "sklearn":
             prediction, info = self._run_sklearn(split, restored)
         else:
-            prediction, info = self._run_neural(split, restored, monitor)
+            prediction, info = self._run_neural(split, restored, monitor, resume)
         cm = confusion_matrix(np.where(split.test, self.scene.labels, IGNORE).ravel(), prediction.ravel(),
                               self.scene.n_classes)
         metrics = metrics_from_confusion(cm, self.scene.class_names)
@@ -157,14 +157,22 @@ class SingleRun:
         return metrics
 
     # --- folders and checkpoints -----------------------------------------------------------------
-    def _prepare_partial(self) -> None:
-        """Keep a partial folder of the same configuration (to resume), else start afresh."""
+    def _prepare_partial(self) -> Optional[dict]:
+        """Keep a partial folder of the same experiment and seed (to resume), else start afresh.
+        Returns the checkpoint to resume from, with the log trimmed back to it."""
         saved, identity = self.partial / "identity.txt", f"{experiment_id(self.config)} seed {self.seed}"
         if self.partial.exists() and not (saved.is_file() and saved.read_text() == identity):
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True, exist_ok=True)
         atomic_write_text(saved, identity)
         atomic_write_text(self.partial / "config.yaml", to_yaml(self.config))
+        checkpoint = self.partial / "checkpoint.pt"
+        if self.spec.family != "neural" or not checkpoint.is_file():
+            (self.partial / "metrics.jsonl").unlink(missing_ok=True)
+            return None
+        state = ckpt.load_checkpoint(checkpoint)
+        trim_records(self.partial / "metrics.jsonl", state["step"], state["epoch"])
+        return state
 
     def _restored_checkpoint(self) -> Optional[dict]:
         path = self.config.get("restore")
@@ -222,7 +230,8 @@ class SingleRun:
         return prediction, info
 
     # --- neural ----------------------------------------------------------------------------------
-    def _run_neural(self, split: Split, restored: Optional[dict], monitor: Monitor) -> tuple[np.ndarray, dict]:
+    def _run_neural(self, split: Split, restored: Optional[dict], monitor: Monitor,
+                    resume: Optional[dict]) -> tuple[np.ndarray, dict]:
         cfg = self.config
         device = resolve_device(cfg["cuda"])
         inputs = list(cfg["inputs"])
@@ -249,11 +258,9 @@ class SingleRun:
         describe = self._describe(normalisers)
         trainer = Trainer(model, get_step(cfg["supervision"]), data, cfg, monitor, device,
                           checkpoint_path=self.partial / "checkpoint.pt", checkpoint_extra=lambda: describe)
-        resume = self.partial / "checkpoint.pt"
-        if resume.is_file():
-            saved = ckpt.load_checkpoint(resume)
-            trainer.load_state_dict(saved)
-            monitor.text(f"resuming {self.final_dir.name} from epoch {saved['epoch']} ({resume})")
+        if resume is not None:
+            trainer.load_state_dict(resume)
+            monitor.text(f"resuming {self.final_dir.name} from epoch {resume['epoch']} ({self.partial})")
         state = trainer.fit()
         started = time.perf_counter()
         batch = max(cfg["batch_size"], 256)
@@ -262,8 +269,8 @@ class SingleRun:
         else:
             prediction = predict_centre(trainer.model, sampler, batch, device)
         inference_seconds = time.perf_counter() - started
-        final = self.partial / "model.pt"
-        os.replace(resume, final) if resume.is_file() else ckpt.save_checkpoint(final, trainer.state_dict())
+        last, final = self.partial / "checkpoint.pt", self.partial / "model.pt"
+        os.replace(last, final) if last.is_file() else ckpt.save_checkpoint(final, trainer.state_dict())
         return prediction, {"train_seconds": state.train_seconds, "inference_seconds": inference_seconds,
                             "epochs": state.epoch, "parameters": sum(p.numel() for p in model.parameters()),
                             "final_train_loss": state.history[-1]["train_loss"] if state.history else None}

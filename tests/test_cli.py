@@ -81,6 +81,36 @@ def test_killed_run_resumes_and_ends_with_the_same_metrics(tmp_path):
     ref = json.loads(next((tmp_path / "ref").glob("*/seed0/metrics.json")).read_text())
     got = json.loads(next((tmp_path / "killed").glob("*/seed0/metrics.json")).read_text())
     assert got["confusion_matrix"] == ref["confusion_matrix"]
+    log = [json.loads(line) for line in next((tmp_path / "killed").glob("*/seed0/metrics.jsonl")).read_text().splitlines()]
+    assert [r["epoch"] for r in log if r["kind"] == "epoch"] == list(range(12))
+    steps = [r["step"] for r in log if r["kind"] == "iteration"]
+    assert steps == list(range(1, len(steps) + 1))
+
+
+def test_download_from_a_local_mirror(tmp_path, shared_data):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shared_data))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        mirror = f"http://127.0.0.1:{server.server_address[1]}"
+        result = cli("--download", "SalinasA", "--folder", "data", "--mirror", mirror, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "data" / "SalinasA" / "SalinasA_corrected.mat").is_file()
+        bad = cli("--download", "IndianPines", "--folder", "data", "--mirror", mirror, cwd=tmp_path)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr  # the progress bar shares stderr
+        last = bad.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and "Indian_pines_corrected.mat" in last and "checksum" in last
+        assert not (tmp_path / "data" / "IndianPines" / "Indian_pines_corrected.mat").exists()
+    finally:
+        server.shutdown()
+    trained = cli("--model", "SVM", "--dataset", "SalinasA", "--folder", "data", "--training_sample", "0.05",
+                  "--out", "o", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "SVM on SalinasA" in trained.stdout
 
 
 # ----- bad input -------------------------------------------------------------------------------------
