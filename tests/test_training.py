@@ -212,3 +212,100 @@ def test_schedulers():
     assert opt.param_groups[0]["lr"] == 0.5
     with pytest.raises(UserError, match="unknown scheduler"):
         build_scheduler(opt, {"name": "warp"}, 10)
+
+
+# ----- later supervision kinds fit the same loop -------------------------------------------------
+
+from deephyperx.steps import TrainingStep, build_optimizer, classification_loss, logits_of, register_step  # noqa: E402
+
+
+@register_step("test_reconstruction")
+class ReconstructionStep(TrainingStep):
+    """Cross-entropy on labelled pixels + MSE reconstruction of unlabelled ones (Liu/Boulch's shape)."""
+
+    needs_unlabelled = True
+    seen_unlabelled: list[int] = []
+
+    def loss(self, model, batch, ctx):
+        logits, _ = model(*batch.inputs)
+        _, reconstruction = model(*batch.unlabelled)
+        ReconstructionStep.seen_unlabelled.append(len(batch.unlabelled[0]))
+        mse = torch.nn.functional.mse_loss(reconstruction, batch.unlabelled[0].flatten(1))
+        return classification_loss(logits, batch.target, ctx) + mse, {"reconstruction": float(mse.detach())}
+
+
+@register_model("test_semi", patch_size=1, epoch=30, batch_size=32, optimizer="adam", lr=0.05,
+                supervision="test_reconstruction",
+                citation="test-only semi-supervised model: a classifier and a decoder sharing an encoder")
+class TinySemi(nn.Module):
+    def __init__(self, n_bands: int, n_classes: int):
+        super().__init__()
+        self.encoder = nn.Linear(n_bands, 8)
+        self.classifier = nn.Linear(8, n_classes)
+        self.decoder = nn.Linear(8, n_bands)
+
+    def forward(self, x):
+        code = torch.tanh(self.encoder(x.flatten(1)))
+        return self.classifier(code), self.decoder(code)
+
+
+def test_semi_supervised_step_gets_unlabelled_pixels(small_scene, tmp_path):
+    ReconstructionStep.seen_unlabelled.clear()
+    result = SingleRun(small_scene, config_for("test_semi", small_scene, tmp_path), 0, tmp_path / "semi").execute()
+    assert result["overall_accuracy"] > 0.9  # inference took the logits out of the (logits, reconstruction) tuple
+    assert ReconstructionStep.seen_unlabelled and min(ReconstructionStep.seen_unlabelled) > 0
+    log = (tmp_path / "semi" / "metrics.jsonl").read_text()
+    assert '"reconstruction"' in log
+
+
+@register_step("test_two_players")
+class TwoPlayerStep(TrainingStep):
+    """Alternating updates of two sub-networks with their own optimisers (a GAN's shape)."""
+
+    def build_optimizers(self, model, config):
+        return {"critic": build_optimizer(model.critic.parameters(), config),
+                "generator": build_optimizer(model.generator.parameters(), config)}
+
+    def __call__(self, model, batch, optimizers, ctx):
+        real = batch.inputs[0].flatten(1)
+        fake = model.generator(torch.randn(len(real), 4))
+        optimizers["critic"].zero_grad()
+        critic_loss = model.critic(fake.detach()).mean() - model.critic(real).mean()
+        critic_loss.backward()
+        optimizers["critic"].step()
+        optimizers["generator"].zero_grad()
+        generator_loss = -model.critic(model.generator(torch.randn(len(real), 4))).mean()
+        generator_loss.backward()
+        optimizers["generator"].step()
+        return {"loss": float(critic_loss), "generator_loss": float(generator_loss)}
+
+    def evaluate(self, model, batch, ctx):
+        return 0.0, torch.zeros(len(batch.target), ctx.n_classes)
+
+
+@register_model("test_two_players", patch_size=1, epoch=4, batch_size=32, optimizer="rmsprop", lr=1e-3,
+                supervision="test_two_players", scheduler={"name": "none"},
+                citation="test-only two-player model: a generator and a critic trained against each other")
+class TinyTwoPlayers(nn.Module):
+    def __init__(self, n_bands: int, n_classes: int):
+        super().__init__()
+        self.generator = nn.Linear(4, n_bands)
+        self.critic = nn.Linear(n_bands, 1)
+
+    def forward(self, x):
+        return self.critic(x.flatten(1))
+
+
+def test_adversarial_step_with_two_optimisers_checkpoints_and_resumes(small_scene, tmp_path):
+    config = config_for("test_two_players", small_scene, tmp_path)
+    whole = trainer_for(small_scene, config)
+    whole.fit()
+    first = trainer_for(small_scene, config, checkpoint_path=tmp_path / "gan.pt")
+    first.fit(stop_after_epoch=2)
+    saved = ckpt.load_checkpoint(tmp_path / "gan.pt")
+    assert set(saved["optimizer_states"]) == {"critic", "generator"}
+    second = trainer_for(small_scene, config)
+    second.load_state_dict(saved)
+    second.fit()
+    for a, b in zip(whole.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
