@@ -110,3 +110,10 @@ def create_model(name: str, **kwargs: Any) -> Any:
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     accepted = {k: v for k, v in kwargs.items() if v is not None and (takes_any or k in params)}
     return spec.factory(**accepted)
+
+
+def require_single_spectra(model: str, patch_size: int) -> None:
+    """For models that classify one spectrum: refuse a patch size other than 1."""
+    if patch_size != 1:
+        raise UserError(f"model {model} classifies single spectra, not {patch_size}x{patch_size} patches; "
+                        "drop --patch_size or choose a spatial model")

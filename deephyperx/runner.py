@@ -131,6 +131,7 @@ class SingleRun:
         seed_everything(self.seed)
         split = make_split(self.scene, self.config, self.seed)  # bad splits fail before any folder exists
         restored = self._restored_checkpoint()
+        model = self._build_model(restored)  # an impossible model fails before any folder exists
         resume = self._prepare_partial()
         monitor = Monitors([ConsoleMonitor(self.config["epoch"]), JsonLinesMonitor(self.partial / "metrics.jsonl"),
                             *self.extra_monitors])
@@ -138,9 +139,9 @@ class SingleRun:
                              "class_names": self.scene.class_names, "config": self.config})
         started = time.perf_counter()
         if self.spec.family == "sklearn":
-            prediction, info = self._run_sklearn(split, restored)
+            prediction, info = self._run_sklearn(split, restored, model)
         else:
-            prediction, info = self._run_neural(split, restored, monitor, resume)
+            prediction, info = self._run_neural(split, restored, monitor, resume, model)
         cm = confusion_matrix(np.where(split.test, self.scene.labels, IGNORE).ravel(), prediction.ravel(),
                               self.scene.n_classes)
         metrics = metrics_from_confusion(cm, self.scene.class_names)
@@ -205,18 +206,27 @@ class SingleRun:
         return {k: fit_normaliser(r if r.ndim == 3 else r[..., None], train, method if k == "cube" else "standard")
                 for k, r in rasters.items()}
 
+    def _build_model(self, restored: Optional[dict]) -> Any:
+        """The estimator or network of this run (restored weights loaded), seeded."""
+        if self.spec.family == "sklearn":
+            if restored is not None:
+                return restored["estimator"]
+            return create_model(self.spec.name, n_classes=self.scene.n_classes, seed=self.seed,
+                                class_balancing=self.config["class_balancing"], n_jobs=self.config["n_jobs"],
+                                **self.config["model_args"])
+        model = create_model(self.spec.name, n_bands=self.scene.n_bands, n_classes=self.scene.n_classes,
+                             patch_size=self.config["patch_size"], seed=self.seed, **self.config["model_args"])
+        if restored is not None:
+            model.load_state_dict(restored["model_state"])
+        return model
+
     # --- scikit-learn ----------------------------------------------------------------------------
-    def _run_sklearn(self, split: Split, restored: Optional[dict]) -> tuple[np.ndarray, dict]:
+    def _run_sklearn(self, split: Split, restored: Optional[dict], estimator: Any) -> tuple[np.ndarray, dict]:
         train = split.train | split.validation  # cross-validation inside the estimator plays validation
         normaliser = self._normalisers(train, restored, ["cube"])["cube"]
         cube = normaliser.apply(self.scene.cube)
         started = time.perf_counter()
-        if restored is not None:
-            estimator = restored["estimator"]
-        else:
-            estimator = create_model(self.spec.name, n_classes=self.scene.n_classes, seed=self.seed,
-                                     class_balancing=self.config["class_balancing"], n_jobs=self.config["n_jobs"],
-                                     **self.config["model_args"])
+        if restored is None:
             estimator.fit(cube[train], self.scene.labels[train])
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()
@@ -231,7 +241,7 @@ class SingleRun:
 
     # --- neural ----------------------------------------------------------------------------------
     def _run_neural(self, split: Split, restored: Optional[dict], monitor: Monitor,
-                    resume: Optional[dict]) -> tuple[np.ndarray, dict]:
+                    resume: Optional[dict], model: torch.nn.Module) -> tuple[np.ndarray, dict]:
         cfg = self.config
         device = resolve_device(cfg["cuda"])
         inputs = list(cfg["inputs"])
@@ -251,10 +261,6 @@ class SingleRun:
             if cfg["class_balancing"] else None
         data = TrainingData(train_maker, val_maker, self.scene.n_classes, unlabelled, weights)
 
-        model = create_model(self.spec.name, n_bands=self.scene.n_bands, n_classes=self.scene.n_classes,
-                             patch_size=cfg["patch_size"], seed=self.seed, **cfg["model_args"])
-        if restored is not None:
-            model.load_state_dict(restored["model_state"])
         describe = self._describe(normalisers)
         trainer = Trainer(model, get_step(cfg["supervision"]), data, cfg, monitor, device,
                           checkpoint_path=self.partial / "checkpoint.pt", checkpoint_extra=lambda: describe)

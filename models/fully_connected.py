@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deephyperx.registry import register_model
+from deephyperx.registry import register_model, require_single_spectra
 
 
 @register_model("nn", patch_size=1, epoch=100, batch_size=100, optimizer="adam", lr=1e-4,
@@ -14,8 +14,9 @@ class FullyConnected(nn.Module):
     """Four fully connected layers (bands-2048-4096-2048-classes) with ReLU on single spectra,
     optional dropout p=0.5 after the hidden layers; Kaiming-normal initialisation as in DeepHyperX."""
 
-    def __init__(self, n_bands: int, n_classes: int, *, dropout: bool = False):
+    def __init__(self, n_bands: int, n_classes: int, patch_size: int = 1, *, dropout: bool = False):
         super().__init__()
+        require_single_spectra("nn", patch_size)
         widths = [n_bands, 2048, 4096, 2048]
         layers: list[nn.Module] = []
         for width_in, width_out in zip(widths[:-1], widths[1:]):

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from deephyperx.registry import register_model
+from deephyperx.registry import register_model, require_single_spectra
 
 
 @register_model("hu", patch_size=1, epoch=100, batch_size=100, optimizer="sgd", lr=0.01,
@@ -18,8 +18,9 @@ class Hu1D(nn.Module):
     U(-0.05, 0.05) and zero biases, as the paper states. The paper's pooling keeps the
     partial last window; PyTorch's MaxPool1d drops it (at most one feature fewer)."""
 
-    def __init__(self, n_bands: int, n_classes: int):
+    def __init__(self, n_bands: int, n_classes: int, patch_size: int = 1):
         super().__init__()
+        require_single_spectra("hu", patch_size)
         kernel = math.ceil(n_bands / 9)
         pool = math.ceil(kernel / 5)
         self.conv = nn.Conv1d(1, 20, kernel)

@@ -242,3 +242,9 @@ def test_checkpoint_of_another_scene_or_not_a_checkpoint(tmp_path):
 def test_bad_flags(tmp_path, args, fragment):
     assert_one_line_error(cli(*args, "--out", "o", cwd=tmp_path), fragment)
     assert_nothing_written(tmp_path)
+
+
+def test_spectral_model_refuses_patches(tmp_path):
+    result = cli("--model", "hu", "--dataset", "Synthetic", "--patch_size", "5", "--out", "o", cwd=tmp_path)
+    assert_one_line_error(result, "single spectra", "5x5")
+    assert_nothing_written(tmp_path)
