@@ -277,7 +277,7 @@ class TwoPlayerStep(TrainingStep):
         generator_loss = -model.critic(model.generator(torch.randn(len(real), 4))).mean()
         generator_loss.backward()
         optimizers["generator"].step()
-        return {"loss": float(critic_loss), "generator_loss": float(generator_loss)}
+        return {"loss": float(critic_loss.detach()), "generator_loss": float(generator_loss.detach())}
 
     def evaluate(self, model, batch, ctx):
         return 0.0, torch.zeros(len(batch.target), ctx.n_classes)
