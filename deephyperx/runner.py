@@ -27,7 +27,7 @@ from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monito
 from deephyperx.preprocessing import Normaliser, fit_normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec
 from deephyperx.reports import (aggregate_markdown, run_summary_markdown, save_confusion_png, save_json,
-                                save_map_comparison_png)
+                                save_label_map_png, save_map_comparison_png)
 from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
 from deephyperx.scene import IGNORE, Scene
 from deephyperx.seeding import seed_everything
@@ -292,6 +292,8 @@ class SingleRun:
         save_confusion_png(cm, scene.class_names, folder / "confusion.png")
         shown = np.where(scene.labels != IGNORE, prediction, IGNORE)
         save_map_comparison_png(scene.labels, shown, scene.palette, scene.class_names, folder / "map.png")
+        save_label_map_png(prediction, scene.palette, scene.class_names, folder / "map_full.png",
+                           title=f"{self.spec.name} on {scene.name}: every pixel")
         atomic_write_text(folder / "summary.md", run_summary_markdown(
             f"{self.spec.name} on {scene.name}, seed {self.seed}", metrics, self.config))
 
