@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--test_stride", type=int, help="stride of sliding-window inference for dense models")
     run.add_argument("--cuda", type=int, help="GPU index; -1 (default) for the CPU")
     run.add_argument("--n_jobs", type=int, help="processes for scikit-learn grid searches")
+    run.add_argument("--with_exploration", action="store_true", default=None,
+                     help="also show each class's mean ± std spectrum to the monitors")
     run.add_argument("--config", help="YAML file of settings (flags given here override it)")
     run.add_argument("--out", help="output folder (default outputs/)")
     return parser
@@ -84,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 RUN_KEYS = ("epoch", "patch_size", "lr", "batch_size", "optimizer", "weight_decay", "class_balancing",
             "normalization", "flip_augmentation", "radiation_augmentation", "mixture_augmentation", "restore",
             "trust_checkpoint", "training_sample", "sampling_mode", "train_set", "test_set", "guard",
-            "block_size", "val_fraction", "runs", "seed", "test_stride", "cuda", "n_jobs", "out", "dataset", "folder")
+            "block_size", "val_fraction", "runs", "seed", "test_stride", "cuda", "n_jobs", "out", "dataset", "folder",
+            "with_exploration")
 
 
 def cli_settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -37,11 +37,12 @@ RUN_DEFAULTS: dict[str, Any] = {
     "out": "outputs",
     "n_jobs": 1,
     "trust_checkpoint": False,
+    "with_exploration": False,
     "model_args": {},
 }
 
 #: Keys that change the numbers a run produces (used to name and match run folders).
-_NOT_IN_IDENTITY = {"runs", "out", "folder", "cuda", "n_jobs", "trust_checkpoint", "seed"}
+_NOT_IN_IDENTITY = {"runs", "out", "folder", "cuda", "n_jobs", "trust_checkpoint", "seed", "with_exploration"}
 
 
 def load_yaml_config(path: Optional[str]) -> dict[str, Any]:

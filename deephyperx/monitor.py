@@ -16,9 +16,25 @@ import numpy as np
 
 
 class Monitor:
-    """Receives training events. Every method is optional (no-op by default)."""
+    """Receives training events. Every method is optional (no-op by default).
+
+    Events, in the order a run emits them:
+
+    - ``run_started(info)``: ``info`` holds ``run`` (a name such as ``IndianPines_hu_seed0``,
+      used for visdom envs), ``scene``, ``model``, ``seed``, ``class_names``, ``config``, ``folder``.
+    - ``image(name, rgb)``: an (H, W, 3) uint8 picture, e.g. the scene's RGB composite.
+    - ``label_map(name, map, palette, class_names)``: e.g. ``ground_truth``, later ``prediction``.
+    - ``spectra(name, wavelengths, mean, std, class_names)``: per-class mean and std, (K, B) each.
+    - ``iteration(step, logs)``: after every optimisation step (``loss`` and step extras).
+    - ``epoch_ended(epoch, logs)``: ``train_loss``, ``lr`` and, with validation, ``val_loss``,
+      ``val_oa``, ``val_aa``, ``val_kappa``.
+    - ``confusion(matrix, class_names)``: the test confusion matrix (rows = truth).
+    - ``text(message)``: a line for the user.
+    - ``run_ended(summary)``: final metrics; a backend flushes and saves here.
+    """
 
     def run_started(self, info: dict[str, Any]) -> None: ...
+    def image(self, name: str, rgb: np.ndarray) -> None: ...
     def iteration(self, step: int, logs: dict[str, float]) -> None: ...
     def epoch_ended(self, epoch: int, logs: dict[str, float]) -> None: ...
     def confusion(self, matrix: np.ndarray, class_names: Sequence[str]) -> None: ...
@@ -48,6 +64,7 @@ class Monitors(Monitor):
                           file=sys.stderr)
 
     def run_started(self, info): self._call("run_started", info)
+    def image(self, name, rgb): self._call("image", name, rgb)
     def iteration(self, step, logs): self._call("iteration", step, logs)
     def epoch_ended(self, epoch, logs): self._call("epoch_ended", epoch, logs)
     def confusion(self, matrix, class_names): self._call("confusion", matrix, class_names)

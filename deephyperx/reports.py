@@ -223,18 +223,21 @@ def stretch_band(band: np.ndarray, low: float = 2.0, high: float = 98.0) -> np.n
     return np.where(finite, np.clip((band - lo) / (hi - lo), 0.0, 1.0), 0.0)
 
 
-def save_rgb_png(cube: np.ndarray, rgb_bands: Sequence[int], path: PathLike) -> None:
-    """False-colour composite of three bands, each stretched between its 2nd and 98th percentiles.
-
-    Small scenes are enlarged by an integer factor (nearest neighbour), as class maps are.
-    """
+def rgb_composite(cube: np.ndarray, rgb_bands: Sequence[int]) -> np.ndarray:
+    """(H, W, 3) uint8 false-colour composite, each band stretched between its 2nd and 98th percentiles."""
     if np.ndim(cube) != 3:
         raise UserError(f"RGB composite: cube has shape {np.shape(cube)}; expected (rows, cols, bands)")
     n_bands = cube.shape[2]
     if len(rgb_bands) != 3 or any(not 0 <= int(b) < n_bands for b in rgb_bands):
         raise UserError(f"RGB composite: bands {tuple(rgb_bands)} do not name 3 bands in 0..{n_bands - 1}")
     rgb = np.stack([stretch_band(cube[:, :, int(b)]) for b in rgb_bands], axis=-1)
-    pixels = np.round(rgb * 255.0).astype(np.uint8)
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def save_rgb_png(cube: np.ndarray, rgb_bands: Sequence[int], path: PathLike) -> None:
+    """Save :func:`rgb_composite`; small scenes are enlarged by an integer factor (nearest
+    neighbour), as class maps are."""
+    pixels = rgb_composite(cube, rgb_bands)
     scale = _display_scale(*pixels.shape[:2])
     if scale > 1:
         pixels = np.repeat(np.repeat(pixels, int(scale), axis=0), int(scale), axis=1)

@@ -27,9 +27,9 @@ from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monito
 from deephyperx.preprocessing import Normaliser, fit_normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec
 from deephyperx.reports import (aggregate_markdown, run_summary_markdown, save_confusion_png, save_json,
-                                save_label_map_png, save_map_comparison_png)
+                                rgb_composite, save_label_map_png, save_map_comparison_png)
 from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
-from deephyperx.scene import IGNORE, Scene
+from deephyperx.scene import IGNORE, Scene, class_spectra
 from deephyperx.seeding import seed_everything
 from deephyperx.splits import split_from_label_maps, split_pixels, split_summary, validation_split
 from deephyperx.steps import get_step
@@ -135,8 +135,10 @@ class SingleRun:
         resume = self._prepare_partial()
         monitor = Monitors([ConsoleMonitor(self.config["epoch"]), JsonLinesMonitor(self.partial / "metrics.jsonl"),
                             *self.extra_monitors])
-        monitor.run_started({"scene": self.scene.name, "model": self.spec.name, "seed": self.seed,
-                             "class_names": self.scene.class_names, "config": self.config})
+        monitor.run_started({"run": f"{self.scene.name}_{self.spec.name}_seed{self.seed}", "scene": self.scene.name,
+                             "model": self.spec.name, "seed": self.seed, "class_names": self.scene.class_names,
+                             "config": self.config, "folder": str(self.final_dir)})
+        self._show_scene(monitor)
         started = time.perf_counter()
         if self.spec.family == "sklearn":
             prediction, info = self._run_sklearn(split, restored, model)
@@ -156,6 +158,16 @@ class SingleRun:
         monitor.run_ended({"overall_accuracy": metrics["overall_accuracy"], "kappa": metrics["kappa"]})
         replace_directory(self.partial, self.final_dir)
         return metrics
+
+    def _show_scene(self, monitor: Monitor) -> None:
+        """Send the monitors what the scene looks like: RGB composite, ground truth, class spectra."""
+        scene = self.scene
+        if scene.rgb_bands is not None:
+            monitor.image("rgb", rgb_composite(scene.cube, scene.rgb_bands))
+        monitor.label_map("ground_truth", scene.labels, scene.palette, scene.class_names)
+        if self.config.get("with_exploration"):
+            mean, std = class_spectra(scene)
+            monitor.spectra("class_spectra", scene.wavelengths, mean, std, scene.class_names)
 
     # --- folders and checkpoints -----------------------------------------------------------------
     def _prepare_partial(self) -> Optional[dict]:

@@ -82,6 +82,17 @@ class Scene:
         return self
 
 
+def class_spectra(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each class's spectra, (K, B) each (NaN for an empty class)."""
+    mean = np.full((scene.n_classes, scene.n_bands), np.nan)
+    std = np.full((scene.n_classes, scene.n_bands), np.nan)
+    for k in range(scene.n_classes):
+        pixels = np.asarray(scene.cube[scene.labels == k], dtype=np.float64)
+        if len(pixels):
+            mean[k], std[k] = pixels.mean(axis=0), pixels.std(axis=0)
+    return mean, std
+
+
 def _count_non_finite(cube: np.ndarray, rows_per_chunk: int = 64) -> int:
     """Count NaN/inf values chunk by chunk so that memory-mapped cubes are not loaded whole."""
     if not np.issubdtype(cube.dtype, np.floating):

@@ -84,17 +84,26 @@ def batches(maker: BatchMaker, batch_size: int, generator: Optional[torch.Genera
 @torch.no_grad()
 def validate(model: nn.Module, step: TrainingStep, maker: BatchMaker, ctx: StepContext,
              batch_size: int) -> dict[str, float]:
-    """Validation loss and accuracy of the prediction against the target (labelled pixels only)."""
+    """Validation loss, accuracy, OA, AA and kappa of the prediction against the target
+    (labelled pixels only)."""
+    from deephyperx.metrics import confusion_matrix, metrics_from_confusion
+
     model.eval()
-    total_loss, correct, count = 0.0, 0, 0
+    total_loss, count = 0.0, 0
+    cm = np.zeros((ctx.n_classes, ctx.n_classes), dtype=np.int64)
     for batch in batches(maker, batch_size):
         batch = batch.to(ctx.device)
         loss, logits = step.evaluate(model, batch, ctx)
         labelled = batch.target != IGNORE
         total_loss += loss
-        correct += int((logits.argmax(1)[labelled] == batch.target[labelled]).sum())
         count += int(labelled.sum())
-    return {"val_loss": total_loss / max(count, 1), "val_accuracy": correct / max(count, 1)}
+        cm += confusion_matrix(batch.target[labelled].cpu().numpy(), logits.argmax(1)[labelled].cpu().numpy(),
+                               ctx.n_classes)
+    scores = metrics_from_confusion(cm, [str(k) for k in range(ctx.n_classes)]) if count else None
+    accuracy = scores["overall_accuracy"] if scores else math.nan
+    return {"val_loss": total_loss / max(count, 1), "val_oa": accuracy,
+            "val_aa": scores["average_accuracy"] if scores else math.nan,
+            "val_kappa": scores["kappa"] if scores else math.nan}
 
 
 class Trainer:
