@@ -3,6 +3,7 @@
     python main.py --model SVM_grid --dataset IndianPines --training_sample 0.1 --runs 5
     python main.py list                       # models and scenes
     python main.py --download IndianPines     # fetch a scene
+    python main.py visdom --env_path runs/    # a visdom server on 127.0.0.1 for live monitoring
 
 DeepHyperX's flag names keep working. Bad input prints one line and exits with status 2.
 """
@@ -12,13 +13,14 @@ import argparse
 import os
 import shlex
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import datasets
 import models  # noqa: F401  (registers the zoo)
 from deephyperx.config import load_yaml_config, resolve_config
 from deephyperx.errors import UserError
 from deephyperx.metrics import format_percent
+from deephyperx.monitor import Monitor
 from deephyperx.registry import get_spec, list_models
 from deephyperx.runner import run_experiment
 from deephyperx.scene import Scene
@@ -79,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--with_exploration", action="store_true", default=None,
                      help="also show each class's mean ± std spectrum to the monitors")
     run.add_argument("--config", help="YAML file of settings (flags given here override it)")
+    watch = parser.add_argument_group("monitoring (files and console are always on)")
+    watch.add_argument("--visdom", action="store_true", default=None,
+                       help="plot to visdom even if the server is not up yet (default: only when it answers)")
+    watch.add_argument("--no_visdom", action="store_true", help="never plot to visdom")
+    watch.add_argument("--visdom_server", default="http://127.0.0.1", help="visdom server URL (default http://127.0.0.1)")
+    watch.add_argument("--visdom_port", type=int, default=8097, help="visdom server port (default 8097)")
+    watch.add_argument("--visdom_username", help="visdom login (or $VISDOM_USERNAME)")
+    watch.add_argument("--visdom_password", help="visdom password (or $VISDOM_PASSWORD)")
+    watch.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files under DIR")
     run.add_argument("--out", help="output folder (default outputs/)")
     return parser
 
@@ -129,10 +140,39 @@ def print_listing() -> None:
         print(f"  {name}")
 
 
+def monitor_factory(args: argparse.Namespace) -> Optional[Callable[[int], list[Monitor]]]:
+    """Per-seed optional monitors (visdom, TensorBoard) from the flags; None if there are none."""
+    factories: list[Callable[[], Monitor]] = []
+    if args.tensorboard:
+        from deephyperx.tensorboard_monitor import TensorBoardMonitor
+
+        TensorBoardMonitor(args.tensorboard)  # fail now, with one line, if tensorboard is missing
+        factories.append(lambda: TensorBoardMonitor(args.tensorboard))
+    if not args.no_visdom:
+        try:
+            from deephyperx.visdom_monitor import VisdomMonitor, visdom_reachable
+        except ImportError:
+            if args.visdom:
+                raise UserError("--visdom needs the visdom package: run scripts/setup.sh (see docs/MONITORING.md)")
+        else:
+            if args.visdom or visdom_reachable(args.visdom_server, args.visdom_port):
+                username = args.visdom_username or os.environ.get("VISDOM_USERNAME")
+                password = args.visdom_password or os.environ.get("VISDOM_PASSWORD")
+                factories.append(lambda: VisdomMonitor(server=args.visdom_server, port=args.visdom_port,
+                                                       username=username, password=password))
+    if not factories:
+        return None
+    return lambda seed: [make() for make in factories]
+
+
 def run(argv: Sequence[str]) -> int:
     if argv and argv[0] == "list":
         print_listing()
         return 0
+    if argv and argv[0] == "visdom":
+        from deephyperx.visdom_server import command
+
+        return command(list(argv[1:]))
     args = build_parser().parse_args(argv)
     if args.download:
         folder = args.folder or DEFAULT_FOLDER
@@ -156,10 +196,26 @@ def run(argv: Sequence[str]) -> int:
         raise UserError(f"model {spec.name} classifies single spectra; drop --patch_size or use a neural model")
     if notice:
         print(notice, file=sys.stderr)
-    command = "python main.py " + " ".join(shlex.quote(a) for a in argv)
-    result = run_experiment(scene, config, command)
+    monitors = monitor_factory(args)
+    command = "python main.py " + " ".join(shlex.quote(a) for a in redact_secrets(argv))
+    result = run_experiment(scene, config, command, monitors)
     report_line(result)
     return 0
+
+
+def redact_secrets(argv: Sequence[str]) -> list[str]:
+    """The command line as recorded in reports, with the visdom password replaced by ***."""
+    shown, hide_next = [], False
+    for arg in argv:
+        if hide_next:
+            shown.append("***")
+            hide_next = False
+        elif arg.startswith("--visdom_password="):
+            shown.append("--visdom_password=***")
+        else:
+            shown.append(arg)
+            hide_next = arg == "--visdom_password"
+    return shown
 
 
 def report_line(result: dict[str, Any]) -> None:

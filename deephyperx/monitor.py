@@ -75,20 +75,43 @@ class Monitors(Monitor):
 
 
 class ConsoleMonitor(Monitor):
-    """One line per epoch on standard error (a progress bar would garble logs of batch jobs)."""
+    """Progress on standard error: a tqdm bar over epochs on a terminal, one line per epoch
+    otherwise (a bar would garble the log of a batch job)."""
 
-    def __init__(self, total_epochs: int | None = None, stream=None):
+    def __init__(self, total_epochs: int | None = None, stream=None, bar: bool | None = None):
         self.total_epochs = total_epochs
         self.stream = stream or sys.stderr
+        self.bar_enabled = self.stream.isatty() if bar is None else bar
+        self._bar = None
         self._start = time.monotonic()
 
+    def run_started(self, info):
+        if self.bar_enabled and self.total_epochs:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total_epochs, desc=str(info.get("run", "training")), unit="epoch",
+                             file=self.stream, dynamic_ncols=True)
+
     def epoch_ended(self, epoch, logs):
-        shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if isinstance(v, (int, float)))
+        shown = {k: f"{v:.4g}" for k, v in logs.items() if isinstance(v, (int, float))}
+        if self._bar is not None:
+            self._bar.n = epoch + 1
+            self._bar.set_postfix(shown, refresh=True)
+            return
         total = f"/{self.total_epochs}" if self.total_epochs else ""
-        print(f"epoch {epoch + 1}{total} {shown} ({time.monotonic() - self._start:.0f}s)", file=self.stream)
+        print(f"epoch {epoch + 1}{total} " + " ".join(f"{k}={v}" for k, v in shown.items())
+              + f" ({time.monotonic() - self._start:.0f}s)", file=self.stream)
 
     def text(self, message):
-        print(message, file=self.stream)
+        if self._bar is not None:
+            self._bar.write(message, file=self.stream)
+        else:
+            print(message, file=self.stream)
+
+    def run_ended(self, summary):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class JsonLinesMonitor(Monitor):

@@ -322,3 +322,104 @@ def aggregate_markdown(title: str, aggregate: dict[str, Any], class_names: Seque
 def save_markdown(path: PathLike, text: str) -> None:
     """Write a Markdown report atomically."""
     atomic_write_text(path, text)
+
+
+# --------------------------------------------------------------------------- training curves, spectra, HTML
+
+def save_curves_png(iterations: Sequence[tuple[int, float]], epochs: Sequence[dict[str, float]], path: PathLike,
+                    smoothing: float = 0.9) -> None:
+    """Loss per iteration (raw and exponentially smoothed), validation OA/AA/kappa and learning rate per epoch."""
+    fig = Figure(figsize=(13, 3.6))
+    loss_ax, val_ax, lr_ax = fig.subplots(1, 3)
+    if iterations:
+        steps, losses = zip(*iterations)
+        smoothed, value = [], losses[0]
+        for loss in losses:
+            value = smoothing * value + (1 - smoothing) * loss
+            smoothed.append(value)
+        loss_ax.plot(steps, losses, color="0.75", linewidth=0.8, label="loss")
+        loss_ax.plot(steps, smoothed, color="C0", linewidth=1.5, label=f"smoothed ({smoothing})")
+        loss_ax.legend(fontsize=8)
+    loss_ax.set(title="training loss", xlabel="iteration")
+    numbered = list(enumerate(epochs, start=1))
+    for key, label in (("val_oa", "OA"), ("val_aa", "AA"), ("val_kappa", "kappa")):
+        points = [(e, r[key]) for e, r in numbered if r.get(key) is not None and np.isfinite(r[key])]
+        if points:
+            val_ax.plot(*zip(*points), marker=".", label=label)
+    if val_ax.lines:
+        val_ax.legend(fontsize=8)
+    val_ax.set(title="validation", xlabel="epoch", ylim=(0, 1.02))
+    rates = [(e, r["lr"]) for e, r in numbered if "lr" in r]
+    if rates:
+        lr_ax.plot(*zip(*rates), marker=".", color="C3")
+        lr_ax.set_yscale("log")
+    lr_ax.set(title="learning rate", xlabel="epoch")
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def spectra_figure(wavelengths: Optional[Sequence[float]], mean: np.ndarray, std: np.ndarray,
+                   class_names: Sequence[str], palette: Sequence[Sequence[int]],
+                   title: str = "class spectra (mean ± std)") -> Figure:
+    """Each class's mean spectrum with a ± std band, in the class's palette colour."""
+    mean, std = np.asarray(mean, float), np.asarray(std, float)
+    x = np.asarray(wavelengths, float) if wavelengths is not None else np.arange(mean.shape[1])
+    fig = Figure(figsize=(10, 5))
+    ax = fig.subplots()
+    for k, name in enumerate(class_names):
+        if not np.isfinite(mean[k]).any():
+            continue
+        colour = np.asarray(palette[k][:3]) / 255.0
+        ax.plot(x, mean[k], color=colour, linewidth=1.2, label=name)
+        ax.fill_between(x, mean[k] - std[k], mean[k] + std[k], color=colour, alpha=0.15, linewidth=0)
+    ax.set(title=title, xlabel="wavelength (nm)" if wavelengths is not None else "band", ylabel="value")
+    ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def save_spectra_png(wavelengths: Optional[Sequence[float]], mean: np.ndarray, std: np.ndarray,
+                     class_names: Sequence[str], palette: Sequence[Sequence[int]], path: PathLike) -> None:
+    """Save :func:`spectra_figure` as a PNG."""
+    _save_figure(spectra_figure(wavelengths, mean, std, class_names, palette), path)
+
+
+def figure_pixels(fig: Figure) -> np.ndarray:
+    """Render a figure to an (H, W, 3) uint8 array (for image-only backends)."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def run_report_html(title: str, metrics: dict[str, Any], images: Sequence[tuple[str, str]]) -> str:
+    """A self-contained HTML page: headline metrics, per-class table and the run's figures
+    (``images`` are (caption, file name relative to the page))."""
+    import html
+
+    def row(cells: Sequence[Any], tag: str = "td") -> str:
+        return "<tr>" + "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells) + "</tr>"
+
+    def pct(value: Optional[float]) -> str:
+        return "n/a" if value is None else f"{100 * value:.2f}"
+
+    headline = [row(["metric", "value (%)"], "th")] + [
+        row([label, pct(metrics.get(key))]) for label, key in
+        (("overall accuracy (OA)", "overall_accuracy"), ("average accuracy (AA)", "average_accuracy"),
+         ("kappa (x100)", "kappa"))]
+    classes = [row(["class", "support", "accuracy", "precision", "F1", "IoU"], "th")] + [
+        row([c["name"], c["support"], pct(c["accuracy"]), pct(c["precision"]), pct(c["f1"]), pct(c["iou"])])
+        for c in metrics.get("per_class", [])]
+    figures = "\n".join(f'<figure><img src="{html.escape(src)}" alt="{html.escape(caption)}">'
+                        f"<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, src in images)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:left}}
+img{{max-width:100%;border:1px solid #eee}}figure{{margin:1.5em 0}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<table>{"".join(headline)}</table>
+<h2>Per class</h2><table>{"".join(classes)}</table>
+<h2>Figures</h2>
+{figures}
+</body></html>
+"""

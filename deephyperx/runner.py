@@ -21,6 +21,7 @@ from deephyperx import checkpoint as ckpt
 from deephyperx.atomic import atomic_path, atomic_write_text, replace_directory
 from deephyperx.config import experiment_id, to_yaml
 from deephyperx.errors import UserError
+from deephyperx.file_monitor import FileMonitor
 from deephyperx.inference import predict_centre, predict_dense, predict_pixels_sklearn
 from deephyperx.metrics import aggregate_runs, confusion_matrix, metrics_from_confusion
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
@@ -133,8 +134,9 @@ class SingleRun:
         restored = self._restored_checkpoint()
         model = self._build_model(restored)  # an impossible model fails before any folder exists
         resume = self._prepare_partial()
-        monitor = Monitors([ConsoleMonitor(self.config["epoch"]), JsonLinesMonitor(self.partial / "metrics.jsonl"),
-                            *self.extra_monitors])
+        epochs = self.config["epoch"] if self.spec.family == "neural" else None
+        monitor = Monitors([ConsoleMonitor(epochs), JsonLinesMonitor(self.partial / "metrics.jsonl"),
+                            FileMonitor(self.partial), *self.extra_monitors])
         monitor.run_started({"run": f"{self.scene.name}_{self.spec.name}_seed{self.seed}", "scene": self.scene.name,
                              "model": self.spec.name, "seed": self.seed, "class_names": self.scene.class_names,
                              "config": self.config, "folder": str(self.final_dir)})
@@ -155,7 +157,7 @@ class SingleRun:
         monitor.confusion(cm, self.scene.class_names)
         monitor.label_map("prediction", prediction, self.scene.palette, self.scene.class_names)
         self._write_reports(metrics, cm, prediction, split)
-        monitor.run_ended({"overall_accuracy": metrics["overall_accuracy"], "kappa": metrics["kappa"]})
+        monitor.run_ended(metrics)
         replace_directory(self.partial, self.final_dir)
         return metrics
 
