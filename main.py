@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--weight_decay", type=float)
     model.add_argument("--class_balancing", action="store_true", default=None, help="inverse median frequency weights")
     model.add_argument("--normalization", help="standard (per band), minmax (global) or none; fitted on training pixels")
+    model.add_argument("--pca", type=int, metavar="N",
+                       help="project spectra on their first N principal components (fitted on training pixels)")
     model.add_argument("--flip_augmentation", action="store_true", default=None)
     model.add_argument("--radiation_augmentation", action="store_true", default=None)
     model.add_argument("--mixture_augmentation", action="store_true", default=None)
@@ -104,6 +106,8 @@ RUN_KEYS = ("epoch", "patch_size", "lr", "batch_size", "optimizer", "weight_deca
 def cli_settings(args: argparse.Namespace) -> dict[str, Any]:
     """Flags the user gave (None for those left unset)."""
     settings = {k: getattr(args, k) for k in RUN_KEYS}
+    if args.pca is not None:
+        settings["reduction"] = {"name": "pca", "components": args.pca}
     sample = settings["training_sample"]
     if sample is not None and sample > 1:
         if sample != int(sample):

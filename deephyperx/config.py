@@ -99,10 +99,21 @@ def validate_config(config: dict[str, Any]) -> None:
         raise UserError(f"--training_sample {sample!r} must be a fraction in (0, 1) or a number of pixels per class")
     from deephyperx.splits import MODES
 
+    reduction = config.get("reduction")
+    if reduction is not None and (not isinstance(reduction, dict) or reduction.get("name") != "pca"
+                                  or not isinstance(reduction.get("components"), int) or reduction["components"] < 1):
+        raise UserError(f"reduction {reduction!r}: use {{name: pca, components: N}} with N >= 1 (or --pca N)")
+
     if config["sampling_mode"] not in MODES:
         raise UserError(f"--sampling_mode {config['sampling_mode']!r} is unknown; choose one of: {', '.join(MODES)}")
     if not 0 <= config["val_fraction"] < 1:
         raise UserError(f"--val_fraction {config['val_fraction']} must be in [0, 1)")
+
+
+def model_band_count(config: dict[str, Any], scene_bands: int) -> int:
+    """Bands the model sees: the PCA components when a reduction is set, else the scene's bands."""
+    reduction = config.get("reduction")
+    return int(reduction["components"]) if reduction else scene_bands
 
 
 def experiment_id(config: dict[str, Any]) -> str:

@@ -57,3 +57,42 @@ def fit_normaliser(cube: np.ndarray, train_mask: np.ndarray, method: str = "stan
     low, high = float(pixels.min()), float(pixels.max())
     span = high - low if high > low else 1.0
     return Normaliser(method, np.full(n_bands, low, np.float32), np.full(n_bands, 1.0 / span, np.float32))
+
+
+@dataclass
+class PCAProjection:
+    """Projection of (normalised) spectra onto their first principal components, fitted on
+    training pixels only (HybridSN's PCA step, done inside the pipeline)."""
+
+    mean: np.ndarray
+    components: np.ndarray  # (C, B)
+
+    def apply(self, cube: np.ndarray, rows_per_chunk: int = 256) -> np.ndarray:
+        """(H, W, B) -> (H, W, C) float32, chunk by chunk."""
+        out = np.empty(cube.shape[:2] + (len(self.components),), dtype=np.float32)
+        for r in range(0, cube.shape[0], rows_per_chunk):
+            chunk = np.asarray(cube[r:r + rows_per_chunk], dtype=np.float32) - self.mean
+            out[r:r + rows_per_chunk] = chunk @ self.components.T
+        return out
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "components": self.components.tolist()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "PCAProjection":
+        return cls(np.asarray(state["mean"], np.float32), np.asarray(state["components"], np.float32))
+
+
+def fit_pca(cube: np.ndarray, train_mask: np.ndarray, n_components: int) -> PCAProjection:
+    """Principal components of the training pixels' spectra (signs fixed so that each
+    component's largest coefficient is positive, for reproducibility)."""
+    pixels = np.asarray(cube[train_mask], dtype=np.float64)
+    limit = min(pixels.shape)
+    if not 1 <= n_components <= limit:
+        raise UserError(f"PCA to {n_components} components needs at most {limit} "
+                        f"(bands {pixels.shape[1]}, training pixels {pixels.shape[0]}); choose fewer components")
+    mean = pixels.mean(axis=0)
+    _, _, vt = np.linalg.svd(pixels - mean, full_matrices=False)
+    components = vt[:n_components]
+    signs = np.sign(components[np.arange(n_components), np.abs(components).argmax(axis=1)])
+    return PCAProjection(mean.astype(np.float32), (components * signs[:, None]).astype(np.float32))

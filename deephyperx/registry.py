@@ -28,6 +28,7 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "supervision": "supervised",
     "output": "center",  # "center": one label per patch; "dense": a label per patch pixel
     "inputs": ["cube"],  # rasters fed to forward(), in order: the cube, then scene extras
+    "reduction": None,  # e.g. {"name": "pca", "components": 30}: fitted on training pixels
 }
 
 FAMILIES = ("neural", "sklearn")

@@ -19,13 +19,13 @@ import torch
 
 from deephyperx import checkpoint as ckpt
 from deephyperx.atomic import atomic_path, atomic_write_text, replace_directory
-from deephyperx.config import experiment_id, to_yaml
+from deephyperx.config import experiment_id, model_band_count, to_yaml
 from deephyperx.errors import UserError
 from deephyperx.file_monitor import FileMonitor
 from deephyperx.inference import predict_centre, predict_dense, predict_pixels_sklearn
 from deephyperx.metrics import aggregate_runs, confusion_matrix, metrics_from_confusion
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
-from deephyperx.preprocessing import Normaliser, fit_normaliser
+from deephyperx.preprocessing import Normaliser, PCAProjection, fit_normaliser, fit_pca
 from deephyperx.registry import ModelSpec, create_model, get_spec
 from deephyperx.reports import (aggregate_markdown, run_summary_markdown, save_confusion_png, save_json,
                                 rgb_composite, save_label_map_png, save_map_comparison_png)
@@ -208,17 +208,31 @@ class SingleRun:
         if saved_patch is not None and saved_patch != self.config["patch_size"]:
             raise UserError(f"checkpoint {path} was trained with patch_size {saved_patch}; use --patch_size {saved_patch}")
 
-    def _describe(self, normalisers: dict[str, Normaliser]) -> dict[str, Any]:
+    def _describe(self, features: dict[str, Any]) -> dict[str, Any]:
         return {"n_bands": self.scene.n_bands, "class_names": list(self.scene.class_names),
-                "scene": self.scene.name, "normalisers": {k: n.state_dict() for k, n in normalisers.items()}}
+                "scene": self.scene.name, **features}
 
-    def _normalisers(self, train: np.ndarray, restored: Optional[dict], inputs: list[str]) -> dict[str, Normaliser]:
+    def _features(self, train: np.ndarray, restored: Optional[dict],
+                  inputs: list[str]) -> tuple[list[np.ndarray], dict[str, Any]]:
+        """The rasters a model reads, normalised (and the cube projected by PCA when asked), with
+        statistics fitted on ``train`` pixels or taken from the restored checkpoint; and their state."""
+        raw = [r if r.ndim == 3 else r[..., None] for r in neural_inputs(self.scene, inputs)]
         if restored is not None:
-            return {k: Normaliser.from_state_dict(v) for k, v in restored["normalisers"].items()}
-        method = self.config["normalization"]
-        rasters = dict(zip(inputs, neural_inputs(self.scene, inputs)))
-        return {k: fit_normaliser(r if r.ndim == 3 else r[..., None], train, method if k == "cube" else "standard")
-                for k, r in rasters.items()}
+            normalisers = {k: Normaliser.from_state_dict(v) for k, v in restored["normalisers"].items()}
+        else:
+            method = self.config["normalization"]
+            normalisers = {k: fit_normaliser(r, train, method if k == "cube" else "standard")
+                           for k, r in zip(inputs, raw)}
+        rasters = [normalisers[k].apply(r) for k, r in zip(inputs, raw)]
+        projection = None
+        if self.config.get("reduction") and "cube" in inputs:
+            at = inputs.index("cube")
+            projection = PCAProjection.from_state_dict(restored["projection"]) if restored is not None \
+                else fit_pca(rasters[at], train, self.config["reduction"]["components"])
+            rasters[at] = projection.apply(rasters[at])
+        state = {"normalisers": {k: n.state_dict() for k, n in normalisers.items()},
+                 "projection": projection.state_dict() if projection is not None else None}
+        return rasters, state
 
     def _build_model(self, restored: Optional[dict]) -> Any:
         """The estimator or network of this run (restored weights loaded), seeded."""
@@ -228,7 +242,8 @@ class SingleRun:
             return create_model(self.spec.name, n_classes=self.scene.n_classes, seed=self.seed,
                                 class_balancing=self.config["class_balancing"], n_jobs=self.config["n_jobs"],
                                 **self.config["model_args"])
-        model = create_model(self.spec.name, n_bands=self.scene.n_bands, n_classes=self.scene.n_classes,
+        model = create_model(self.spec.name, n_bands=model_band_count(self.config, self.scene.n_bands),
+                             n_classes=self.scene.n_classes,
                              patch_size=self.config["patch_size"], seed=self.seed, **self.config["model_args"])
         if restored is not None:
             model.load_state_dict(restored["model_state"])
@@ -237,8 +252,7 @@ class SingleRun:
     # --- scikit-learn ----------------------------------------------------------------------------
     def _run_sklearn(self, split: Split, restored: Optional[dict], estimator: Any) -> tuple[np.ndarray, dict]:
         train = split.train | split.validation  # cross-validation inside the estimator plays validation
-        normaliser = self._normalisers(train, restored, ["cube"])["cube"]
-        cube = normaliser.apply(self.scene.cube)
+        (cube,), features = self._features(train, restored, ["cube"])
         started = time.perf_counter()
         if restored is None:
             estimator.fit(cube[train], self.scene.labels[train])
@@ -249,7 +263,7 @@ class SingleRun:
         if hasattr(estimator, "best_params_"):
             info["selected_parameters"] = {k: (v if isinstance(v, (int, float, str)) else str(v))
                                            for k, v in estimator.best_params_.items()}
-        meta = {"config": self.config, **self._describe({"cube": normaliser})}
+        meta = {"config": self.config, **self._describe(features)}
         ckpt.save_sklearn(self.partial / "model.skops", estimator, meta)
         return prediction, info
 
@@ -259,9 +273,7 @@ class SingleRun:
         cfg = self.config
         device = resolve_device(cfg["cuda"])
         inputs = list(cfg["inputs"])
-        normalisers = self._normalisers(split.train, restored, inputs)
-        rasters = [normalisers[k].apply(r if r.ndim == 3 else r[..., None])
-                   for k, r in zip(inputs, neural_inputs(self.scene, inputs))]
+        rasters, features = self._features(split.train, restored, inputs)
         train_labels = np.where(split.train, self.scene.labels, IGNORE)
         sampler = PatchSampler(rasters, train_labels, cfg["patch_size"])
         dense = cfg["output"] == "dense"
@@ -275,7 +287,7 @@ class SingleRun:
             if cfg["class_balancing"] else None
         data = TrainingData(train_maker, val_maker, self.scene.n_classes, unlabelled, weights)
 
-        describe = self._describe(normalisers)
+        describe = self._describe(features)
         trainer = Trainer(model, get_step(cfg["supervision"]), data, cfg, monitor, device,
                           checkpoint_path=self.partial / "checkpoint.pt", checkpoint_extra=lambda: describe)
         if resume is not None:

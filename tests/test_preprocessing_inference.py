@@ -107,3 +107,24 @@ def test_sklearn_prediction_in_row_chunks_equals_one_call():
     knn = KNeighborsClassifier(3).fit(noisy.reshape(-1, 4)[::3], labels.ravel()[::3])
     chunked = predict_pixels_sklearn(knn, noisy, rows_per_chunk=7)
     np.testing.assert_array_equal(chunked, knn.predict(noisy.reshape(-1, 4)).reshape(labels.shape))
+
+
+def test_pca_is_fitted_on_training_pixels_and_matches_numpy(cube_and_mask):
+    from deephyperx.preprocessing import PCAProjection, fit_pca
+
+    cube, train = cube_and_mask
+    spoiled = cube.copy()
+    spoiled[~train] = 1e6
+    a, b = fit_pca(cube, train, 2), fit_pca(spoiled, train, 2)
+    np.testing.assert_allclose(a.components, b.components, atol=1e-6)
+    pixels = cube[train].astype(np.float64)
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(pixels - pixels.mean(0), rowvar=False))
+    top = eigenvectors[:, ::-1][:, :2].T
+    np.testing.assert_allclose(np.abs(a.components @ top.T), np.eye(2), atol=1e-4)
+    projected = a.apply(cube)
+    assert projected.shape == (10, 12, 2)
+    assert projected[train].var(0)[0] >= projected[train].var(0)[1]
+    again = PCAProjection.from_state_dict(a.state_dict()).apply(cube)
+    np.testing.assert_allclose(again, projected, rtol=1e-5)
+    with pytest.raises(UserError, match="PCA to 9 components"):
+        fit_pca(cube, train, 9)

@@ -309,3 +309,14 @@ def test_adversarial_step_with_two_optimisers_checkpoints_and_resumes(small_scen
     second.fit()
     for a, b in zip(whole.model.state_dict().values(), second.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_pca_reduction_inside_the_pipeline_and_restored_with_the_model(small_scene, tmp_path):
+    config = config_for("hu", small_scene, tmp_path, epoch=30, lr=0.1, reduction={"name": "pca", "components": 3})
+    result = SingleRun(small_scene, config, 0, tmp_path / "pca").execute()
+    assert result["overall_accuracy"] > 0.9
+    saved = ckpt.load_checkpoint(tmp_path / "pca" / "model.pt")
+    assert np.asarray(saved["projection"]["components"]).shape == (3, small_scene.n_bands)
+    restored = SingleRun(small_scene, config_for("hu", small_scene, tmp_path, epoch=0, restore=str(tmp_path / "pca" / "model.pt"),
+                                                 reduction={"name": "pca", "components": 3}), 0, tmp_path / "r").execute()
+    assert restored["confusion_matrix"] == result["confusion_matrix"]
