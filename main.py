@@ -13,6 +13,7 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import datasets
@@ -169,7 +170,65 @@ def monitor_factory(args: argparse.Namespace) -> Optional[Callable[[int], list[M
     return lambda seed: [make() for make in factories]
 
 
+def build_bench_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="main.py bench", description="Run models x scenes under one protocol and "
+                           "write one comparison table (bench.md/.csv/.json/.png). Interrupted? Run it again.")
+    parser.add_argument("--models", nargs="+", required=True)
+    parser.add_argument("--datasets", nargs="+", required=True)
+    parser.add_argument("--folder")
+    parser.add_argument("--training_sample", type=float)
+    parser.add_argument("--sampling_mode")
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--epoch", type=int, help="override every model's epochs (a shortened schedule is no reproduction)")
+    parser.add_argument("--val_fraction", type=float)
+    parser.add_argument("--guard", type=int)
+    parser.add_argument("--block_size", type=int)
+    parser.add_argument("--cuda", type=int)
+    parser.add_argument("--n_jobs", type=int)
+    parser.add_argument("--config", help="YAML file of settings applied to every pair")
+    parser.add_argument("--out", default="outputs/bench", help="folder of the experiments and the table")
+    return parser
+
+
+def run_bench_command(argv: Sequence[str]) -> int:
+    """``python main.py bench --models ... --datasets ...``."""
+    from deephyperx.bench import run_bench
+
+    args = build_bench_parser().parse_args(argv)
+    file_config = load_yaml_config(args.config)
+    folder = args.folder or file_config.get("folder") or DEFAULT_FOLDER
+    specs = [get_spec(name) for name in args.models]  # unknown names fail before any work
+    for name in args.datasets:
+        if not name.lower().endswith((".yaml", ".yml")):
+            datasets.get_declaration(name)
+    shared = {k: getattr(args, k) for k in ("training_sample", "sampling_mode", "runs", "seed", "epoch",
+                                            "val_fraction", "guard", "block_size", "cuda", "n_jobs")}
+    if shared["training_sample"] is not None and shared["training_sample"] > 1:
+        shared["training_sample"] = int(shared["training_sample"])
+    shared.update(folder=folder, out=args.out)
+    for spec in specs:  # check every configuration before the first run
+        resolve_config(spec, file_config, shared)
+
+    def make_config(model: str, scene: Scene) -> dict[str, Any]:
+        config = resolve_config(get_spec(model), {k: v for k, v in file_config.items() if k != "model"}, shared)
+        config["dataset"] = scene.name
+        if config["patch_size"] > min(scene.shape):
+            raise UserError(f"model {model}: patch_size {config['patch_size']} is larger than scene {scene.name}")
+        return config
+
+    command = "python main.py " + " ".join(shlex.quote(a) for a in ["bench", *argv])
+    rows = run_bench(args.datasets, args.models, lambda name: datasets.resolve_scene(name, folder), make_config,
+                     Path(args.out), command)
+    for row in rows:
+        report_line({**row, "n_runs": row["runs"]})
+    print(f"table: {Path(args.out) / 'bench.md'}")
+    return 0
+
+
 def run(argv: Sequence[str]) -> int:
+    if argv and argv[0] == "bench":
+        return run_bench_command(argv[1:])
     if argv and argv[0] == "list":
         print_listing()
         return 0

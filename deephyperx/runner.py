@@ -27,7 +27,7 @@ from deephyperx.metrics import aggregate_runs, confusion_matrix, metrics_from_co
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
 from deephyperx.preprocessing import Normaliser, PCAProjection, fit_normaliser, fit_pca
 from deephyperx.registry import ModelSpec, create_model, get_spec
-from deephyperx.reports import (aggregate_markdown, run_summary_markdown, save_confusion_png, save_json,
+from deephyperx.reports import (aggregate_markdown, load_json, run_summary_markdown, save_confusion_png, save_json,
                                 rgb_composite, save_label_map_png, save_map_comparison_png)
 from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
 from deephyperx.scene import IGNORE, Scene, class_spectra
@@ -327,18 +327,33 @@ class SingleRun:
 # ----- several runs --------------------------------------------------------------------------------
 
 def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] = None,
-                   extra_monitors: Optional[Callable[[int], list[Monitor]]] = None) -> dict[str, Any]:
-    """``config['runs']`` runs with seeds ``seed, seed+1, ...``; writes the aggregate report."""
+                   extra_monitors: Optional[Callable[[int], list[Monitor]]] = None,
+                   reuse_finished: bool = False) -> dict[str, Any]:
+    """``config['runs']`` runs with seeds ``seed, seed+1, ...``; writes the aggregate report.
+
+    With ``reuse_finished`` (the benchmark's resume), a seed whose folder is complete is read back
+    instead of run again; an interrupted seed resumes from its checkpoint either way.
+    """
     folder = run_folder_names(config, scene)
     runs = []
     for i in range(config["runs"]):
         seed = int(config["seed"]) + i
+        done = folder / f"seed{seed}" / "metrics.json"
+        if reuse_finished and done.is_file():
+            runs.append(load_json(done))
+            continue
         monitors = extra_monitors(seed) if extra_monitors else None
         runs.append(SingleRun(scene, config, seed, folder / f"seed{seed}", monitors).execute())
     aggregate = aggregate_runs(runs)
     aggregate.update({"scene": scene.name, "model": config["model"], "folder": str(folder),
-                      "command": command, "config": config})
+                      "command": command, "config": config,
+                      "runs": [{k: run.get(k) for k in RUN_FACTS} for run in runs]})
     save_json(folder / "results.json", aggregate)
     atomic_write_text(folder / "results.md", aggregate_markdown(
         f"{config['model']} on {scene.name}", aggregate, scene.class_names, [command] if command else None))
     return aggregate
+
+
+#: Per-run facts kept in an experiment's results.json beside the aggregate.
+RUN_FACTS = ("seed", "overall_accuracy", "average_accuracy", "kappa", "train_seconds", "inference_seconds",
+             "parameters", "epochs", "n_train", "n_test")

@@ -1,0 +1,140 @@
+"""The benchmark: every model on every scene under one protocol (same seeds, same splits),
+collected into one comparison table (Markdown, CSV, JSON) and a figure.
+
+Each (scene, model) pair is an ordinary experiment folder; finished seeds are read back, so an
+interrupted benchmark resumes where it stopped when the same command is given again.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from deephyperx.atomic import atomic_path, atomic_write_text
+from deephyperx.metrics import format_percent
+from deephyperx.registry import get_spec
+from deephyperx.reports import save_json
+from deephyperx.runner import run_experiment
+from deephyperx.scene import Scene
+
+
+def run_bench(scenes: Sequence[str], models: Sequence[str], load_scene: Callable[[str], Scene],
+              make_config: Callable[[str, Scene], dict[str, Any]], out: Path,
+              command: Optional[str] = None) -> list[dict[str, Any]]:
+    """Run every model on every scene (scenes loaded once each) and write the tables to ``out``."""
+    rows = []
+    for scene_name in scenes:
+        scene = load_scene(scene_name)
+        for model in models:
+            result = run_experiment(scene, make_config(model, scene), command, reuse_finished=True)
+            rows.append(bench_row(result))
+            write_tables(rows, out)  # the table grows as pairs finish
+    return rows
+
+
+def _mean(values: list[Optional[float]]) -> Optional[float]:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
+
+
+def bench_row(result: dict[str, Any]) -> dict[str, Any]:
+    """One table row from an experiment's aggregate."""
+    config, runs = result["config"], result["runs"]
+    return {
+        "scene": result["scene"], "model": result["model"],
+        "split": f"{config['sampling_mode']} {config['training_sample']}",
+        "runs": result["n_runs"], "seeds": result.get("seeds"),
+        "epochs": config.get("epoch") if get_spec(result["model"]).family == "neural" else None,
+        **{key: result[key] for key in ("overall_accuracy", "average_accuracy", "kappa")},
+        "f1_per_class": {c["name"]: c["f1"] for c in result["per_class"]},
+        "parameters": _mean([r.get("parameters") for r in runs]),
+        "train_seconds": _mean([r.get("train_seconds") for r in runs]),
+        "inference_seconds": _mean([r.get("inference_seconds") for r in runs]),
+        "folder": result["folder"],
+    }
+
+
+def _stat(stat: dict[str, Any]) -> str:
+    return format_percent(stat["mean"], stat["std"])
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| scene | model | split | runs | epochs | OA (%) | AA (%) | kappa (x100) | parameters | train (s) | inference (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        params = f"{int(r['parameters']):,}" if r["parameters"] is not None else "-"
+        times = [f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("train_seconds", "inference_seconds")]
+        lines.append(f"| {r['scene']} | {r['model']} | {r['split']} | {r['runs']} | {r['epochs'] or '-'} | "
+                     f"{_stat(r['overall_accuracy'])} | {_stat(r['average_accuracy'])} | {_stat(r['kappa'])} | "
+                     f"{params} | {times[0]} | {times[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def per_class_markdown(rows: list[dict[str, Any]]) -> str:
+    """Per-class F1 (mean ± std) of every model, one table per scene."""
+    out = []
+    for scene in dict.fromkeys(r["scene"] for r in rows):
+        mine = [r for r in rows if r["scene"] == scene]
+        names = list(mine[0]["f1_per_class"])
+        out.append(f"\n### {scene}: F1 per class (%)\n")
+        out.append("| class | " + " | ".join(r["model"] for r in mine) + " |")
+        out.append("|---" * (len(mine) + 1) + "|")
+        for name in names:
+            out.append(f"| {name} | " + " | ".join(_stat(r["f1_per_class"][name]) for r in mine) + " |")
+    return "\n".join(out) + "\n"
+
+
+def csv_table(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["scene", "model", "split", "runs", "epochs", "oa_mean", "oa_std", "aa_mean", "aa_std",
+                     "kappa_mean", "kappa_std", "parameters", "train_seconds", "inference_seconds"])
+    for r in rows:
+        writer.writerow([r["scene"], r["model"], r["split"], r["runs"], r["epochs"],
+                         *(r[k][m] for k in ("overall_accuracy", "average_accuracy", "kappa") for m in ("mean", "std")),
+                         r["parameters"], r["train_seconds"], r["inference_seconds"]])
+    return buffer.getvalue()
+
+
+def save_bench_figure(rows: list[dict[str, Any]], path: Path) -> None:
+    """Overall accuracy per model and scene, one point per run (seaborn bar plot with the runs' spread)."""
+    import pandas as pd
+    import seaborn as sns
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    records = []
+    for r in rows:
+        for run in _run_values(r):
+            records.append({"scene": r["scene"], "model": r["model"], "OA (%)": 100 * run})
+    frame = pd.DataFrame.from_records(records)
+    fig = Figure(figsize=(max(6, 1.2 * frame["model"].nunique() * frame["scene"].nunique()), 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    sns.barplot(data=frame, x="model", y="OA (%)", hue="scene", errorbar="sd", ax=ax)
+    sns.stripplot(data=frame, x="model", y="OA (%)", hue="scene", dodge=True, palette="dark:black", size=3, ax=ax,
+                  legend=False)
+    ax.set_ylim(0, 100)
+    ax.set_title("overall accuracy, mean ± std over runs (dots: runs)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+
+
+def _run_values(row: dict[str, Any]) -> list[float]:
+    from deephyperx.reports import load_json
+
+    results = load_json(Path(row["folder"]) / "results.json")
+    return [run["overall_accuracy"] for run in results["runs"]]
+
+
+def write_tables(rows: list[dict[str, Any]], out: Path) -> None:
+    """bench.md, bench.csv, bench.json and bench.png in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "bench.md", "## Benchmark\n\n" + markdown_table(rows) + per_class_markdown(rows))
+    atomic_write_text(out / "bench.csv", csv_table(rows))
+    save_json(out / "bench.json", rows)
+    save_bench_figure(rows, out / "bench.png")

@@ -1,0 +1,56 @@
+"""The benchmark command: every model on every scene, one table, resumable."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), "bench", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONHASHSEED": "0"})
+
+
+ARGS = ("--models", "SVM", "hu", "--datasets", "Synthetic", "--runs", "2", "--epoch", "2", "--out", "b")
+
+
+def test_bench_writes_one_table_and_resumes(tmp_path):
+    first = bench(*ARGS, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / "b"
+    for name in ("bench.md", "bench.csv", "bench.json", "bench.png"):
+        assert (out / name).is_file(), name
+    rows = json.loads((out / "bench.json").read_text())
+    assert [(r["scene"], r["model"]) for r in rows] == [("Synthetic", "SVM"), ("Synthetic", "hu")]
+    assert rows[1]["parameters"] > 0 and rows[1]["train_seconds"] > 0 and rows[1]["epochs"] == 2
+    assert rows[0]["epochs"] is None and set(rows[0]["f1_per_class"]) == {f"Class {k}" for k in range(1, 7)}
+    table = (out / "bench.md").read_text()
+    assert "| Synthetic | hu | random 0.1 | 2 | 2 |" in table and "F1 per class" in table
+    assert len(list(csv.DictReader((out / "bench.csv").open()))) == 2
+    assert Image.open(out / "bench.png").format == "PNG"
+
+    hu_runs = sorted(out.glob("Synthetic_hu_*/seed*"))
+    kept = hu_runs[0] / "metrics.json"
+    stamp = kept.stat().st_mtime_ns
+    lost = hu_runs[1]
+    os.rename(lost, lost.with_name(lost.name + ".partial"))  # as if interrupted during that run
+    second = bench(*ARGS, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert kept.stat().st_mtime_ns == stamp  # finished runs are read back, not run again
+    assert (lost / "metrics.json").is_file()
+    assert json.loads((out / "bench.json").read_text())[1]["overall_accuracy"] == rows[1]["overall_accuracy"]
+
+
+def test_bench_bad_input_is_one_line(tmp_path):
+    result = bench("--models", "SVM", "hamidaa", "--datasets", "Synthetic", "--out", "b", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "hamidaa" in result.stderr
+    result = bench("--models", "SVM", "--datasets", "Atlantis", "--out", "b", cwd=tmp_path)
+    assert result.returncode == 2 and "Atlantis" in result.stderr
+    assert not (tmp_path / "b").exists()
