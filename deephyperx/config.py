@@ -117,8 +117,9 @@ def model_band_count(config: dict[str, Any], scene_bands: int) -> int:
 
 
 def experiment_id(config: dict[str, Any]) -> str:
-    """A short stable hash of the settings that change a run's numbers."""
-    identity = {k: v for k, v in sorted(config.items()) if k not in _NOT_IN_IDENTITY}
+    """A short stable hash of the settings that change a run's numbers (unset settings are left
+    out, so adding a new setting whose default is None keeps existing folders' names)."""
+    identity = {k: v for k, v in sorted(config.items()) if k not in _NOT_IN_IDENTITY and v is not None}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 

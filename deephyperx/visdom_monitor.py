@@ -19,6 +19,7 @@ import math
 import socket
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 from urllib.parse import urlparse
@@ -29,7 +30,7 @@ from deephyperx.monitor import Monitor
 from deephyperx.reports import colour_map_image
 from deephyperx.scene import default_palette
 
-MIN_IMAGE_SIDE = 300  # small scenes are enlarged by an integer factor (nearest neighbour) to at least this
+MIN_IMAGE_SIDE = 280  # small scenes are enlarged by an integer factor (nearest neighbour) to at least this
 MAX_LOG_LINES = 200
 MAP_GAP = 12
 CAPTION_HEIGHT = 22
@@ -45,6 +46,13 @@ def _host(server: str) -> str:
     """The host name in a server address such as ``http://127.0.0.1`` or ``localhost``."""
     parsed = urlparse(server if "://" in server else f"http://{server}")
     return parsed.hostname or "127.0.0.1"
+
+
+def visdom_installed() -> bool:
+    """Whether the visdom package can be imported (this module itself imports it only when plotting)."""
+    import importlib.util
+
+    return importlib.util.find_spec("visdom") is not None
 
 
 def visdom_reachable(server: str = "http://127.0.0.1", port: int = 8097, timeout: float = 0.5) -> bool:
@@ -238,8 +246,10 @@ class VisdomMonitor(Monitor):
             self._next_check = math.inf
             return False
         try:
-            client = cls(server=self.server, port=self.port, env=self.env, username=self.username,
-                         password=self.password, raise_exceptions=True, use_incoming_socket=False)
+            with warnings.catch_warnings():  # visdom calls the deprecated logger.warn
+                warnings.simplefilter("ignore", DeprecationWarning)
+                client = cls(server=self.server, port=self.port, env=self.env, username=self.username,
+                             password=self.password, raise_exceptions=True, use_incoming_socket=False)
             client.request_timeout = self.request_timeout
             self._redraw(client)
         except Exception as error:  # a server that died again, refused the login, ...
@@ -288,8 +298,7 @@ class VisdomMonitor(Monitor):
     def image(self, name: str, rgb: np.ndarray) -> None:
         picture = enlarge(np.asarray(rgb, np.uint8)).transpose(2, 0, 1)
         title = "RGB composite" if name == "rgb" else name.replace("_", " ")
-        self._window(f"image_{name}", lambda c: c.image(picture, win=f"image_{name}", env=self.env,
-                                                        opts={"title": title, "caption": self._title}))
+        self._window(f"image_{name}", lambda c: c.image(picture, win=f"image_{name}", env=self.env, opts={"title": title}))
 
     def label_map(self, name: str, label_map: np.ndarray, palette: Sequence[tuple[int, int, int]],
                   class_names: Sequence[str]) -> None:
@@ -313,10 +322,11 @@ class VisdomMonitor(Monitor):
         title = name.replace("_", " ") + " (mean ± std)"
         layout = {"title": {"text": title}, "xaxis": {"title": {"text": "wavelength (nm)" if wavelengths is not None
                                                                   else "band"}},
-                  "yaxis": {"title": {"text": "value"}}, "showlegend": True, "margin": {"l": 50, "r": 10, "t": 40, "b": 40}}
+                  "yaxis": {"title": {"text": "value"}}, "showlegend": True, "legend": {"font": {"size": 10}},
+                  "margin": {"l": 50, "r": 10, "t": 40, "b": 40}}
         win = f"spectra_{name}"
         self._window(win, lambda c: c._send({"data": traces, "layout": layout, "win": win, "eid": self.env,
-                                             "opts": {"title": title, "width": 600, "height": 400}}))
+                                             "opts": {"title": title, "width": 700, "height": 420}}))
 
     def iteration(self, step: int, logs: dict[str, float]) -> None:
         loss = logs.get("loss")
@@ -348,16 +358,16 @@ class VisdomMonitor(Monitor):
         matrix = np.asarray(matrix)
         names = [str(n) for n in class_names]
         opts = {"title": "confusion matrix (rows: truth)", "rownames": names, "columnnames": names,
-                "colormap": "Viridis", "width": 520, "height": 450,
+                "colormap": "Viridis", "width": 600, "height": 540,
                 "layoutopts": {"plotly": {"yaxis": {"autorange": "reversed", "title": {"text": "truth"}},
                                           "xaxis": {"title": {"text": "prediction"}},
-                                          "margin": {"l": 120, "b": 110, "t": 40, "r": 10}}}}
+                                          "margin": {"l": 170, "b": 150, "t": 40, "r": 10}}}}
         self._window("confusion", lambda c: c.heatmap(matrix, win="confusion", env=self.env, opts=opts))
 
     def text(self, message: str) -> None:
         self._log = (self._log + [html.escape(str(message))])[-MAX_LOG_LINES:]
         lines = "<br>".join(self._log)
-        self._window("log", lambda c: c.text(lines, win="log", env=self.env, opts={"title": "log", "width": 450}))
+        self._window("log", lambda c: c.text(lines, win="log", env=self.env, opts={"title": "log", "width": 450, "height": 180}))
 
     def run_ended(self, summary: dict[str, Any]) -> None:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float))

@@ -255,8 +255,9 @@ def server_argv(port: int, env_path: str | Path, login: bool = False) -> list[st
 
 def _answers(port: int) -> bool:
     """Whether the server on 127.0.0.1:``port`` answers an HTTP request (any status below 500)."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $http_proxy
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+        with direct.open(f"http://127.0.0.1:{port}/", timeout=2) as response:
             return response.status < 500
     except urllib.error.HTTPError as error:
         return error.code < 500
@@ -314,8 +315,15 @@ def stop_server(process: subprocess.Popen, timeout: float = 10.0) -> None:
 
 # ----- python main.py visdom -----------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """Bad flags raise :class:`UserError` (one line, exit status 2 from the command line)."""
+
+    def error(self, message: str):
+        raise UserError(f"main.py visdom: {message}; see python main.py visdom --help")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="main.py visdom", description="Start a visdom server on 127.0.0.1 for watching runs live "
         "(training runs plot into it with --visdom). Runs until Ctrl-C.")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1 (default %(default)s)")
@@ -334,7 +342,7 @@ def command(argv: list[str]) -> int:
     """``python main.py visdom ...``: run a loopback visdom server in the foreground until Ctrl-C.
     Returns the exit status (0 after Ctrl-C)."""
     args = _parser().parse_args(argv)
-    password = args.password if args.password is not None else os.environ.get("VISDOM_PASSWORD") if args.username else None
+    password = args.password or (os.environ.get("VISDOM_PASSWORD") if args.username else None)
     process = start_server(args.port, args.env_path, args.username, password, assets=args.assets, wait=False)
     try:
         wait_until_answering(process, args.port)

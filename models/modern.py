@@ -73,7 +73,8 @@ class SSRN(nn.Module):
     24 kernels 3x3x128 (unpadded: PxP -> (P-2)x(P-2)), then ``blocks`` spatial residual blocks
     (two 3x3x1 convolutions of 24 kernels, padded, identity shortcut). Average pooling over the
     (P-2)x(P-2) maps, dropout, fully connected softmax layer. Every convolution is followed by
-    batch normalisation (the paper's "CONVBN"), He-normal initialisation.
+    batch normalisation (the paper's "CONVBN"); He-normal initialisation (the repository's,
+    untruncated here).
 
     Paper vs the authors' Keras repository (zilongzhong/SSRN): we follow the paper's figure of
     two spectral and two spatial residual blocks with identity shortcuts; the repository's
@@ -86,8 +87,9 @@ class SSRN(nn.Module):
     Dropout 0.5 before the classifier and the L2 penalty of 1e-4 on kernels come from the
     repository (its ``l2(1e-4)`` on the loss is a gradient of 2e-4 w, hence weight_decay 2e-4,
     which the engine applies to every parameter). The repository trains without a learning-rate
-    schedule, so the scheduler is "none"; PyTorch's batch-norm momentum/epsilon are kept
-    (Keras: 0.99/1e-3), as is its RMSprop smoothing constant.
+    schedule, so the scheduler is "none"; it keeps the weights of the best validation loss,
+    the engine the last ones. PyTorch's batch-norm momentum/epsilon are kept (Keras: 0.99/1e-3)
+    and the engine's RMSprop smoothing constant is PyTorch's 0.99 (Keras: 0.9).
     """
 
     SPECTRAL_KERNEL = 7
@@ -152,7 +154,7 @@ class HybridSN(nn.Module):
     engine, fitted on the normalised training pixels only; the authors fit a whitened PCA on
     every pixel of the scene, test pixels included, which leaks test data into the features;
     the engine's projection is not whitened. The authors' Adam has a time-based decay of 1e-6
-    per step (a 0.01 % change over their run), left out; no learning-rate schedule. The paper
+    per step (the rate falls by about 0.1 % over their 1,300 steps), left out; no schedule. The paper
     drops border pixels whose patch leaves the image and the notebook zero-pads; the engine
     mirrors the border. Our 2-D convolution stacks the maps channel-major (Keras: depth-major),
     a permutation of input channels with no effect on what the network can learn.

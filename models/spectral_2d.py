@@ -167,15 +167,16 @@ class PRetanhGRU(nn.Module):
 
     def forward(self, sequence: torch.Tensor) -> torch.Tensor:
         """The last hidden state (N, hidden) of a sequence (N, T, input_size)."""
-        projected = self.input(sequence)  # every time step's input terms at once
+        # Every step's input terms in one product, few fused operations per step (the loop runs in
+        # Python), and one unbind: indexing x[:, t] per step would cost a full-size gradient each.
+        projected = self.input(sequence.transpose(0, 1))  # (T, N, 3 * hidden)
+        x_gates, x_candidate = projected.split([2 * self.hidden, self.hidden], dim=2)
+        u_gates, u_candidate = self.gates.weight.t(), self.candidate.weight.t()
         h = sequence.new_zeros(sequence.shape[0], self.hidden)
-        for step in range(sequence.shape[1]):
-            x_reset, x_update, x_candidate = projected[:, step].chunk(3, dim=1)
-            h_reset, h_update = self.gates(h).chunk(2, dim=1)
-            reset = torch.sigmoid(x_reset + h_reset)
-            update = torch.sigmoid(x_update + h_update)
-            candidate = self.activation(x_candidate + self.candidate(reset * h))
-            h = update * h + (1 - update) * candidate
+        for gate_terms, candidate_terms in zip(x_gates.unbind(0), x_candidate.unbind(0)):
+            reset, update = torch.sigmoid(torch.addmm(gate_terms, h, u_gates)).chunk(2, dim=1)
+            candidate = self.activation(torch.addmm(candidate_terms, reset * h, u_candidate))
+            h = torch.lerp(candidate, h, update)  # u * h + (1 - u) * candidate
         return h
 
 

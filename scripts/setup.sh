@@ -13,4 +13,12 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 fi
+# visdom 0.2.4 (live monitoring) ships only as a source package whose setup.py imports pkg_resources,
+# which setuptools 82 removed; pip's isolated build would fetch the newest setuptools and fail on a
+# fresh machine. Build it against setuptools<82, outside isolation, with requirements.txt's pins.
+if ! .venv/bin/python -c "import visdom" 2>/dev/null; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "setuptools>=70.1,<82"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-build-isolation \
+    -c requirements.txt visdom tornado
+fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"

@@ -186,6 +186,16 @@ def test_env_is_saved_to_the_env_path(server, watched):
     assert {"loss", "confusion", "maps", "validation"} <= set(saved["jsons"])
 
 
+def test_saved_env_survives_a_server_restart(server, watched, tmp_path):
+    _, monitor, _ = watched
+    before = loss_traces(server.client(), monitor.env)
+    restarted = Server(free_port(), server.env_path, tmp_path / "restarted.log").start()
+    try:
+        assert loss_traces(restarted.client(), monitor.env) == before
+    finally:
+        restarted.stop()
+
+
 def test_assets_come_from_npm_not_from_visdoms_downloader(server):
     assert missing_assets(visdom_static_dir()) == []
     assert "Downloading" not in server.log.read_text()
