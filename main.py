@@ -139,7 +139,8 @@ def print_listing() -> None:
     print("models:")
     for name in list_models():
         spec = get_spec(name)
-        print(f"  {name:10s} {spec.family:8s} {spec.description}")
+        text = spec.description if len(spec.description) <= 90 else spec.description[:89] + "…"
+        print(f"  {name:10s} {spec.family:8s} {text}")
     print("scenes:")
     for name in datasets.list_scenes():
         print(f"  {name}")

@@ -83,11 +83,18 @@ def register_model(name: str, *, family: str = "neural", citation: str, descript
     def decorator(factory: Callable) -> Callable:
         if name in _REGISTRY and _REGISTRY[name].factory is not factory:
             raise ValueError(f"model {name!r} is registered twice")
-        doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
+        doc = description or first_sentence(inspect.getdoc(factory) or "")
         _REGISTRY[name] = ModelSpec(name, factory, family, citation, dict(defaults), doc)
         return factory
 
     return decorator
+
+
+def first_sentence(docstring: str) -> str:
+    """The first sentence of a docstring's first paragraph, on one line."""
+    paragraph = " ".join(docstring.split("\n\n")[0].split())
+    head, dot, _ = paragraph.partition(". ")
+    return head + "." if dot else paragraph
 
 
 def list_models(family: str | None = None) -> list[str]:

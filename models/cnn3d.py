@@ -57,14 +57,16 @@ class Hamida3D(nn.Module):
     conv1: 20 kernels 3x3x3, stride 1 -> "pooling" 1: 20 kernels 1x1x3 (spectral), spectral stride 2 ->
     conv2: 35 kernels 3x3x3 -> "pooling" 2: 35 kernels 1x1x3, spectral stride 2 -> conv3: 35 kernels
     1x1x3, stride 1 -> conv4: 35 kernels 1x1x2, spectral stride 2 -> fully connected layer to the classes.
-    ReLU after every convolution, He-normal weights ("msra") and zero biases, as in the authors'
-    published Caffe definitions (github.com/AminaBh/3D_deepLearning_for_hyperspectral_images).
+    The layers follow the paper's text. ReLU after every convolution, He-normal weights ("msra") and
+    zero biases follow the authors' published Caffe files
+    (github.com/AminaBh/3D_deepLearning_for_hyperspectral_images), whose layer order and widths
+    differ from the text in places (we follow the text there).
 
-    Paddings, which the paper does not give, follow those Caffe files: the 3x3x3 and 1x1x3 stride-1
-    kernels pad the spectral axis by 1, the strided 1x1x3 "pooling" layers pad it by 1 and the
-    final 1x1x2 layer not at all. Spatially the 3x3 kernels are valid (a 5x5 patch shrinks to 3x3 then
-    1x1); a layer meeting a patch narrower than its kernel pads it by 1, so 1x1 and 3x3
-    neighbourhoods, which the paper also evaluates, work too.
+    Paddings, which the text does not give, follow what those files do for each kind of kernel:
+    kernels 3 deep pad the spectral axis by 1 (stride 1 or 2), the 1x1x2 stride-2 kernel does not pad.
+    Spatially the 3x3 kernels are valid (a 5x5 patch shrinks to 3x3 then 1x1); a layer meeting a
+    patch narrower than its kernel pads it by 1 (as the files' 3x3-neighbourhood network does), so
+    the 1x1 and 3x3 neighbourhoods the paper also evaluates work too.
 
     Departures of DeepHyperX (not followed): no ReLU after the two "pooling" layers, no spectral
     padding in conv1 and a padded final 1x1x2 layer, hence 26 instead of 25 spectral positions before
@@ -143,8 +145,10 @@ class LeeKwonContextual(nn.Module):
     neighbourhood, and the other pixels get the same network over their neighbourhood truncated
     at the patch border.
 
-    The paper's LRN follows AlexNet; we use AlexNet's size-5 window (DeepHyperX normalises across all
-    256 channels) and put it after the ReLU as AlexNet does. DeepHyperX uses the IGARSS 2016 bank
+    The pooling sizes (3x3 after the 3x3xB branch, 5x5 after the 1x1xB one) are our reading of the
+    TIP paper's figure, not re-checked against its text here. The paper's LRN follows AlexNet; we
+    use AlexNet's size-5 window (DeepHyperX normalises across all 256 channels) and put it after
+    the ReLU as AlexNet does. DeepHyperX uses the IGARSS 2016 bank
     (1x1xB and 3x3xB only, no pooling); we follow the TIP 2017 three-scale bank. He-uniform weights
     and zero biases as in DeepHyperX.
     """
@@ -298,8 +302,9 @@ class HeMultiScale3D(nn.Module):
     DeepHyperX (we found no initialisation in the paper).
 
     DeepHyperX declares this pooling layer but never applies it, so its classifier sees 16x62x4x4
-    features on a 7x7x200 patch; we apply it (16x20x2x2). Patches need at least 5x5 pixels and
-    scenes at least 23 bands for the pooling to have a window left.
+    features on a 7x7x200 patch; we apply it (16x20x2x2). The paper's layer table could not be read
+    here: the pooling's size comes from DeepHyperX's declaration, the rest from its layers. Patches
+    need at least 5x5 pixels and scenes at least 23 bands for the pooling to have a window left.
     """
 
     def __init__(self, n_bands: int, n_classes: int, patch_size: int = 7, *, dropout: float = 0.6):

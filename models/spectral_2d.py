@@ -44,18 +44,22 @@ class LuoHSICNN(nn.Module):
     for an ordinary 2D CNN.
 
     Conv1: ``kernels`` (90) kernels spanning the whole PxP neighbourhood (the paper's pixel and its 8
-    neighbours at P=3) and 24 bands, spectral stride 9, ReLU -> the 90 maps of length T = (B-24)//9+1
-    stacked into a 90 x T image -> Conv2: 64 kernels 3x3, stride 1, ReLU -> FC1: ``fc_units`` (1024),
-    ReLU -> FC2 to the classes. He-uniform weights, zero biases (the paper states no initialisation;
-    DeepHyperX's choice). SGD lr 0.1 with "decay term 0.09", read as weight decay as DeepHyperX does.
+    neighbours at P=3) and 24 bands, spectral stride 9 (DeepHyperX's reading of the paper's nk1 = 24,
+    s1 = 9), ReLU -> the 90 maps of length T = (B-24)//9+1 stacked into a 90 x T image -> Conv2: 64
+    kernels 3x3, stride 1, ReLU -> FC1: ``fc_units`` (1024), ReLU -> FC2 to the classes. He-uniform
+    weights and zero biases, as DeepHyperX. SGD lr 0.1, batch 100 and "decay term 0.09", read as
+    weight decay as DeepHyperX does (it may have meant a learning-rate decay).
 
     Departures: DeepHyperX reshapes Conv1's (90, T) output with ``view`` into a (T, 90) array, which
-    interleaves kernels and band positions; we stack the maps as the paper describes (one row per
-    kernel, band positions along the row). With fewer than 42 bands (T < 3) the paper's valid 3x3
-    Conv2 cannot run, so the image is zero-padded along the band axis to width 3, and with fewer
-    than 24 bands Conv1's kernel spans all bands: the paper's own scenes (103-224 bands) never hit
-    these cases. Other patch sizes are accepted: Conv1 then spans the whole PxP neighbourhood.
-    FC1's width (1024) and the number of Conv1 kernels (90) are DeepHyperX's values.
+    interleaves kernels and band positions; we stack the maps whole, as the abstract's "feature maps
+    [...] stacked into a two-dimensional matrix" says (one row per kernel, band positions along the
+    row). With fewer than 42 bands (T < 3) the valid 3x3 Conv2 cannot run, so the image is
+    zero-padded along the band axis to width 3, and with fewer than 24 bands Conv1's kernel spans
+    all bands: the paper's own scenes (103-204 bands) never hit these cases. Other patch sizes are
+    accepted: Conv1 then spans the whole PxP neighbourhood. FC1's width (1024) and the number of
+    Conv1 kernels (90) are DeepHyperX's values (we could not read the paper's full text); FC1 then
+    holds nearly all of the model's 104 M parameters on Indian Pines; ``fc_units`` or ``kernels``
+    shrink it.
     """
 
     def __init__(self, n_bands: int, n_classes: int, patch_size: int = 3, *, kernels: int = 90,

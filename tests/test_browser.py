@@ -50,6 +50,10 @@ def page(scene, tmp_path_factory):
     assert CHROMIUM, "chromium is missing: .ci/run installs it with apt-get"
     folder = tmp_path_factory.mktemp("browser")
     port = free_port()
+    (folder / "envs").mkdir()
+    # visdom's per-folder style sheet: without the windows' sliding animation, which headless
+    # Chromium's virtual time would freeze halfway, the screenshot shows the settled layout
+    (folder / "envs" / "style.css").write_text(".react-grid-item { transition: none !important; }\n")
     server = start_server(port, folder / "envs", log=folder / "visdom_server.log")
     try:
         monitor = VisdomMonitor(port=port)

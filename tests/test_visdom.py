@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -53,8 +54,10 @@ class Server:
     def client(self, **login):
         from visdom import Visdom
 
-        return Visdom(server="http://127.0.0.1", port=self.port, raise_exceptions=True,
-                      use_incoming_socket=False, **login)
+        with warnings.catch_warnings():  # visdom calls the deprecated logger.warn
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return Visdom(server="http://127.0.0.1", port=self.port, raise_exceptions=True,
+                          use_incoming_socket=False, **login)
 
 
 def new_server(folder: Path, **login) -> Server:
@@ -76,15 +79,12 @@ def own_server(tmp_path):
     running.stop()
 
 
-def hu_config(tmp_path: Path) -> dict:
-    return resolve_config(get_spec("hu"), {"out": str(tmp_path), "epoch": 2, "batch_size": 50,
-                                           "with_exploration": True})
-
-
-def train(scene, tmp_path: Path, *monitors: Monitor) -> Path:
-    """Train ``hu`` for 2 epochs on the scene through the real runner; return the run folder."""
+def train(scene, tmp_path: Path, *monitors: Monitor, epochs: int = 2) -> Path:
+    """Train ``hu`` on the scene through the real runner (about 7 iterations an epoch); return the run folder."""
+    config = resolve_config(get_spec("hu"), {"out": str(tmp_path), "epoch": epochs, "batch_size": 50,
+                                             "with_exploration": True})
     folder = tmp_path / "run"
-    SingleRun(scene, hu_config(tmp_path), 0, folder, extra_monitors=list(monitors)).execute()
+    SingleRun(scene, config, 0, folder, extra_monitors=list(monitors)).execute()
     return folder
 
 
@@ -208,7 +208,7 @@ def test_no_server_warns_once_and_training_completes(synthetic_scene, tmp_path):
     port = free_port()
     assert not visdom_reachable("http://127.0.0.1", port)
     monitor = VisdomMonitor(port=port, warn=warnings.append, retry_seconds=0.0, flush_seconds=0.0)
-    folder = train(synthetic_scene, tmp_path, monitor)
+    folder = train(synthetic_scene, tmp_path, monitor, epochs=1)
     assert_complete(folder)
     assert len(warnings) == 1 and f":{port}" in warnings[0]
     assert not monitor.connected
@@ -217,7 +217,7 @@ def test_no_server_warns_once_and_training_completes(synthetic_scene, tmp_path):
 def test_server_killed_mid_run_training_ends_normally(own_server, synthetic_scene, tmp_path):
     warnings: list[str] = []
     monitor = VisdomMonitor(port=own_server.port, warn=warnings.append, retry_seconds=0.0, flush_seconds=0.0)
-    folder = train(synthetic_scene, tmp_path, ServerSwitch(own_server, kill_at=3), monitor)
+    folder = train(synthetic_scene, tmp_path, ServerSwitch(own_server, kill_at=3), monitor, epochs=1)
     assert_complete(folder)
     assert len(logged_iterations(folder)) > 3
     assert len(warnings) == 1 and not monitor.connected
