@@ -31,6 +31,7 @@ from deephyperx.reports import colour_map_image
 from deephyperx.scene import default_palette
 
 MIN_IMAGE_SIDE = 280  # small scenes are enlarged by an integer factor (nearest neighbour) to at least this
+MAX_IMAGE_SIDE = 1200  # huge scenes are shown subsampled, so that a window stays a few hundred kB
 MAX_LOG_LINES = 200
 MAP_GAP = 12
 CAPTION_HEIGHT = 22
@@ -86,10 +87,14 @@ def _client_class() -> type:
     return TimedVisdom
 
 
-def enlarge(image: np.ndarray, min_side: int = MIN_IMAGE_SIDE) -> np.ndarray:
-    """Enlarge a small (H, W[, C]) image by an integer factor (nearest neighbour), so that a
-    145 x 145 scene is not a thumbnail; large images are left as they are."""
-    factor = max(1, math.ceil(min_side / max(image.shape[0], image.shape[1], 1)))
+def display_size(image: np.ndarray, min_side: int = MIN_IMAGE_SIDE, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
+    """An (H, W[, C]) image resized by an integer factor for the screen: a 145 x 145 scene enlarged
+    (nearest neighbour) so it is not a thumbnail, a huge one subsampled; others unchanged."""
+    longest = max(image.shape[0], image.shape[1], 1)
+    if longest > max_side:
+        step = math.ceil(longest / max_side)
+        return image[::step, ::step]
+    factor = max(1, math.ceil(min_side / longest))
     return image.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else image
 
 
@@ -118,8 +123,8 @@ def compose_maps(maps: dict[str, np.ndarray]) -> np.ndarray:
 def legend_html(palette: Sequence[Sequence[int]], class_names: Sequence[str]) -> str:
     """The classes' colours as an HTML list of swatches (unlabelled pixels are black)."""
     rows = [(tuple(palette[k])[:3], name) for k, name in enumerate(class_names)] + [((0, 0, 0), "unlabelled")]
-    items = "".join(f'<div><span style="display:inline-block;width:14px;height:14px;margin-right:6px;'
-                    f'vertical-align:middle;border:1px solid #888;background:rgb{colour}"></span>{html.escape(name)}</div>'
+    swatch = "display:inline-block;width:14px;height:14px;margin-right:6px;vertical-align:middle;border:1px solid #888"
+    items = "".join(f'<div><span style="{swatch};background:rgb{colour}"></span>{html.escape(name)}</div>'
                     for colour, name in rows)
     return f'<div style="font-size:12px;line-height:17px">{items}</div>'
 
@@ -296,13 +301,14 @@ class VisdomMonitor(Monitor):
         self.text(f"{self.env}: {self._title} ({shown})")
 
     def image(self, name: str, rgb: np.ndarray) -> None:
-        picture = enlarge(np.asarray(rgb, np.uint8)).transpose(2, 0, 1)
+        picture = display_size(np.asarray(rgb, np.uint8)).transpose(2, 0, 1)
         title = "RGB composite" if name == "rgb" else name.replace("_", " ")
-        self._window(f"image_{name}", lambda c: c.image(picture, win=f"image_{name}", env=self.env, opts={"title": title}))
+        win = f"image_{name}"
+        self._window(win, lambda c: c.image(picture, win=win, env=self.env, opts={"title": title}))
 
     def label_map(self, name: str, label_map: np.ndarray, palette: Sequence[tuple[int, int, int]],
                   class_names: Sequence[str]) -> None:
-        self._maps[name] = enlarge(colour_map_image(label_map, palette, len(class_names)))
+        self._maps[name] = display_size(colour_map_image(label_map, palette, len(class_names)))
         picture = compose_maps(self._maps).transpose(2, 0, 1)
         title = " | ".join(n.replace("_", " ") for n in self._maps)
         self._window("maps", lambda c: c.image(picture, win="maps", env=self.env, opts={"title": title}))
@@ -335,7 +341,8 @@ class VisdomMonitor(Monitor):
         self._ema_steps += 1
         self._ema = self.smoothing * self._ema + (1.0 - self.smoothing) * float(loss)
         smoothed = self._ema / (1.0 - self.smoothing ** self._ema_steps) if self.smoothing > 0 else float(loss)
-        self._line("loss", "training loss", ["loss", "smoothed"], "iteration", "loss").add(step, [float(loss), smoothed])
+        series = self._line("loss", "training loss", ["loss", "smoothed"], "iteration", "loss")
+        series.add(step, [float(loss), smoothed])
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self._send()
 
@@ -367,7 +374,8 @@ class VisdomMonitor(Monitor):
     def text(self, message: str) -> None:
         self._log = (self._log + [html.escape(str(message))])[-MAX_LOG_LINES:]
         lines = "<br>".join(self._log)
-        self._window("log", lambda c: c.text(lines, win="log", env=self.env, opts={"title": "log", "width": 450, "height": 180}))
+        opts = {"title": "log", "width": 450, "height": 180}
+        self._window("log", lambda c: c.text(lines, win="log", env=self.env, opts=opts))
 
     def run_ended(self, summary: dict[str, Any]) -> None:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float))

@@ -21,6 +21,7 @@ import importlib.util
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +39,8 @@ from deephyperx.errors import UserError
 
 DEFAULT_PORT = 8097
 DEFAULT_ENV_PATH = "outputs/visdom"
+# visdom's page links ../user/style.css for its version hash; absent, every page load logs an ERROR
+EMPTY_FILES = ("../user/style.css",)
 MATHJAX_FILES = ("config/Safe.js", "config/TeX-AMS-MML_HTMLorMML.js", "extensions/Safe.js",
                  "jax/output/SVG/fonts/TeX/fontdata.js", "jax/output/SVG/jax.js",
                  "jax/output/SVG/fonts/TeX/Size1/Regular/Main.js", "jax/output/SVG/config.js", "MathJax.js")
@@ -65,39 +68,54 @@ class NpmPackage:
 
 _GLYPHS = "glyphicons-halflings-regular"
 PACKAGES: tuple[NpmPackage, ...] = (
-    NpmPackage("jquery", "3.1.1", "sha512-zuiWRmx65Kd1oFGdWLvAjbsumdOBFvs3r1vuqCyKFF79R7exBHNbiNEJ8LR+xkzgfxqBznMD/4Cv6PHXS6mvEw==",
+    NpmPackage("jquery", "3.1.1",
+               "sha512-zuiWRmx65Kd1oFGdWLvAjbsumdOBFvs3r1vuqCyKFF79R7exBHNbiNEJ8LR+xkzgfxqBznMD/4Cv6PHXS6mvEw==",
                (("dist/jquery.min.js", "js/jquery.min.js"),)),
-    NpmPackage("bootstrap", "3.3.7", "sha512-qcFaisBrcBhTFkz1IUnGDYnX6ZWfFzH8zOixUDtHW9Ip+r+7MfMFav2rzy7cIHc7rgIg7xjhWBoo1mS/U26j4g==",
+    NpmPackage("bootstrap", "3.3.7",
+               "sha512-qcFaisBrcBhTFkz1IUnGDYnX6ZWfFzH8zOixUDtHW9Ip+r+7MfMFav2rzy7cIHc7rgIg7xjhWBoo1mS/U26j4g==",
                (("dist/js/bootstrap.min.js", "js/bootstrap.min.js"),
                 ("dist/css/bootstrap.min.css", "css/bootstrap.min.css"),
                 *((f"dist/fonts/{_GLYPHS}.{ext}", f"fonts/{_GLYPHS}.{ext}") for ext in ("eot", "woff2", "woff", "ttf")),
                 (f"dist/fonts/{_GLYPHS}.svg", f"fonts/{_GLYPHS}.svg#glyphicons_halflingsregular"))),
-    NpmPackage("react", "16.2.0", "sha512-ZmIomM7EE1DvPEnSFAHZn9Vs9zJl5A9H7el0EGTE6ZbW9FKe/14IYAlPbC8iH25YarEQxZL+E8VW7Mi7kfQrDQ==",
+    NpmPackage("react", "16.2.0",
+               "sha512-ZmIomM7EE1DvPEnSFAHZn9Vs9zJl5A9H7el0EGTE6ZbW9FKe/14IYAlPbC8iH25YarEQxZL+E8VW7Mi7kfQrDQ==",
                (("umd/react.production.min.js", "js/react-react.min.js"),)),
-    NpmPackage("react-dom", "16.2.0", "sha512-zpGAdwHVn9K0091d+hr+R0qrjoJ84cIBFL2uU60KvWBPfZ7LPSrfqviTxGHWN0sjPZb2hxWzMexwrvJdKePvjg==",
+    NpmPackage("react-dom", "16.2.0",
+               "sha512-zpGAdwHVn9K0091d+hr+R0qrjoJ84cIBFL2uU60KvWBPfZ7LPSrfqviTxGHWN0sjPZb2hxWzMexwrvJdKePvjg==",
                (("umd/react-dom.production.min.js", "js/react-dom.min.js"),)),
-    NpmPackage("react-modal", "3.1.10", "sha512-7b77AGWCkdg0YOf/qcYIGCpuwbxRwOA8P3UrUovk4grUNv+idOmHovJAx/Dcd3fuwHtgixxVjpcjVG60985MSA==",
+    NpmPackage("react-modal", "3.1.10",
+               "sha512-7b77AGWCkdg0YOf/qcYIGCpuwbxRwOA8P3UrUovk4grUNv+idOmHovJAx/Dcd3fuwHtgixxVjpcjVG60985MSA==",
                (("dist/react-modal.min.js", "js/react-modal.min.js"),)),
-    NpmPackage("plotly.js-dist-min", "2.11.1", "sha512-F9WWNht0D3yBLZGHbLoJNfvplXvy+GUPSsA/lCbMuYd/UwzSu6Vmyprxlps9Einw1LDS1hYBrJeioK0lE3ieXA==",
+    NpmPackage("plotly.js-dist-min", "2.11.1",
+               "sha512-F9WWNht0D3yBLZGHbLoJNfvplXvy+GUPSsA/lCbMuYd/UwzSu6Vmyprxlps9Einw1LDS1hYBrJeioK0lE3ieXA==",
                (("plotly.min.js", "js/plotly-plotly.min.js"),)),
-    NpmPackage("sjcl", "1.0.7", "sha512-xQbiwKfiAj6vyk44ANJ5RRymALRdRZOuRoKNYkWUU404p/RFXmMaay1Z5vRn30GJjkD+psox4Jd38jZojSuNYA==",
+    NpmPackage("sjcl", "1.0.7",
+               "sha512-xQbiwKfiAj6vyk44ANJ5RRymALRdRZOuRoKNYkWUU404p/RFXmMaay1Z5vRn30GJjkD+psox4Jd38jZojSuNYA==",
                (("sjcl.js", "js/sjcl.js"),)),
-    NpmPackage("layout-bin-packer", "1.4.0", "sha512-dQOZnajbOBGIcS9YlzKrkRtMCGa2oEpyf1zGRn93suphSvPclJe54Sbgtb053GJ21DUk84IBzaeQvjn+Gb10fA==",
+    NpmPackage("layout-bin-packer", "1.4.0",
+               "sha512-dQOZnajbOBGIcS9YlzKrkRtMCGa2oEpyf1zGRn93suphSvPclJe54Sbgtb053GJ21DUk84IBzaeQvjn+Gb10fA==",
                (("dist/layout-bin-packer.js", "js/layout_bin_packer.js"),
                 ("dist/layout-bin-packer.js.map", "js/layout-bin-packer.js.map"))),
-    NpmPackage("d3", "3.5.17", "sha512-yFk/2idb8OHPKkbAL8QaOaqENNoMhIaSHZerk3oQsECwkObkCpJyjYwCe+OHiq6UEdhe1m8ZGARRRO3ljFjlKg==",
+    NpmPackage("d3", "3.5.17",
+               "sha512-yFk/2idb8OHPKkbAL8QaOaqENNoMhIaSHZerk3oQsECwkObkCpJyjYwCe+OHiq6UEdhe1m8ZGARRRO3ljFjlKg==",
                (("d3.min.js", "js/d3.v3.min.js"),)),
-    NpmPackage("d3-selection-multi", "1.0.1", "sha512-mEnRkJ6A+Otd1LuRPV3az+s/RLDmIEhuz/MnT21O2nPcWNH7wZotdIlRjMA4Wpr+n7AESQ5fD8v1J3nL2Mnw9g==",
+    NpmPackage("d3-selection-multi", "1.0.1",
+               "sha512-mEnRkJ6A+Otd1LuRPV3az+s/RLDmIEhuz/MnT21O2nPcWNH7wZotdIlRjMA4Wpr+n7AESQ5fD8v1J3nL2Mnw9g==",
                (("build/d3-selection-multi.js", "js/d3-selection-multi.v1.js"),)),
-    NpmPackage("save-svg-as-png", "1.4.17", "sha512-7QDaqJsVhdFPwviCxkgHiGm9omeaMBe1VKbHySWU6oFB2LtnGCcYS13eVoslUgq6VZC6Tjq/HddBd1K6p2PGpA==",
+    NpmPackage("save-svg-as-png", "1.4.17",
+               "sha512-7QDaqJsVhdFPwviCxkgHiGm9omeaMBe1VKbHySWU6oFB2LtnGCcYS13eVoslUgq6VZC6Tjq/HddBd1K6p2PGpA==",
                (("lib/saveSvgAsPng.js", "js/saveSvgAsPng.js"),)),
-    NpmPackage("react-resizable", "1.4.6", "sha512-4zLORO51u0/mlDsrVCAA4p266d+3mb2ZMNdiWOotAh/PdnfrRzZhgePmKE08PSQatXVIfMjmyD+Sapay8tmxdQ==",
+    NpmPackage("react-resizable", "1.4.6",
+               "sha512-4zLORO51u0/mlDsrVCAA4p266d+3mb2ZMNdiWOotAh/PdnfrRzZhgePmKE08PSQatXVIfMjmyD+Sapay8tmxdQ==",
                (("css/styles.css", "css/react-resizable-styles.css"),)),
-    NpmPackage("react-grid-layout", "0.16.3", "sha512-ytP92EqUjqcFhGzvdeKrK610dQ04GdFwRCWtD6PoeL5wR3liETcFISO7k8RBqnosV86JtXf/DwIfrL0COLs0gg==",
+    NpmPackage("react-grid-layout", "0.16.3",
+               "sha512-ytP92EqUjqcFhGzvdeKrK610dQ04GdFwRCWtD6PoeL5wR3liETcFISO7k8RBqnosV86JtXf/DwIfrL0COLs0gg==",
                (("css/styles.css", "css/react-grid-layout-styles.css"),)),
-    NpmPackage("classnames", "2.2.5", "sha512-DTt3GhOUDKhh4ONwIJW4lmhyotQmV2LjNlGK/J2hkwUcqcbKkCLAdJPtxQnxnlc7SR3f1CEXCyMmc7WLUsWbNA==",
+    NpmPackage("classnames", "2.2.5",
+               "sha512-DTt3GhOUDKhh4ONwIJW4lmhyotQmV2LjNlGK/J2hkwUcqcbKkCLAdJPtxQnxnlc7SR3f1CEXCyMmc7WLUsWbNA==",
                (("index.js", "fonts/classnames"),)),
-    NpmPackage("mathjax", "2.7.5", "sha512-OzsJNitEHAJB3y4IIlPCAvS0yoXwYjlo2Y4kmm9KQzyIBZt2d8yKRalby3uTRNN4fZQiGL2iMXjpdP1u2Rq2DQ==",
+    NpmPackage("mathjax", "2.7.5",
+               "sha512-OzsJNitEHAJB3y4IIlPCAvS0yoXwYjlo2Y4kmm9KQzyIBZt2d8yKRalby3uTRNN4fZQiGL2iMXjpdP1u2Rq2DQ==",
                tuple((name, f"js/mathjax/2.7.5/{name}") for name in MATHJAX_FILES)),
 )
 
@@ -122,7 +140,8 @@ def visdom_version() -> str:
 def missing_assets(static: Path) -> list[str]:
     """The asset files (relative to ``static``) that are absent, plus ``version.built`` when it
     does not name the installed visdom (the server would then download everything again)."""
-    missing = [target for package in PACKAGES for _, target in package.files if not (static / target).is_file()]
+    targets = [target for package in PACKAGES for _, target in package.files] + list(EMPTY_FILES)
+    missing = [target for target in targets if not (static / target).is_file()]
     built = static / "version.built"
     if not built.is_file() or built.read_text().strip() != visdom_version():
         missing.append("version.built")
@@ -153,20 +172,24 @@ def _npm_pack(packages: Sequence[NpmPackage], folder: Path) -> None:
                         "or pass --assets DIR with the npm tarballs (see docs/MONITORING.md)")
 
 
+def _check_tarball(package: NpmPackage, path: Path) -> Path:
+    """``path`` if it is the published tarball of ``package`` (same npm integrity hash), else raise."""
+    if not path.is_file():
+        raise UserError(f"npm pack did not produce {path.name}; fetch it with `npm pack {package.spec}`")
+    if _integrity(path) != package.integrity:
+        raise UserError(f"{path} is not the published {package.spec} (its hash differs); delete it and fetch it "
+                        f"again with `npm pack {package.spec}`")
+    return path
+
+
 def _gather_tarballs(folder: Path, tarballs: Optional[Path]) -> dict[str, Path]:
-    """Each package's tarball: from ``tarballs`` when it holds it, else packed by npm into ``folder``."""
-    found = {p.name: tarballs / p.tarball for p in PACKAGES if tarballs is not None and (tarballs / p.tarball).is_file()}
+    """Each package's checked tarball: from ``tarballs`` when it holds it, else packed by npm into ``folder``."""
+    given = [p for p in PACKAGES if tarballs is not None and (tarballs / p.tarball).is_file()]
+    found = {p.name: _check_tarball(p, tarballs / p.tarball) for p in given}
     wanted = [p for p in PACKAGES if p.name not in found]
     if wanted:
         _npm_pack(wanted, folder)
-        found.update({p.name: folder / p.tarball for p in wanted})
-    for package in PACKAGES:
-        path = found[package.name]
-        if not path.is_file():
-            raise UserError(f"npm pack did not produce {path.name}; fetch it with `npm pack {package.spec}`")
-        if _integrity(path) != package.integrity:
-            raise UserError(f"{path} is not the published {package.spec} (its hash differs); delete it and fetch it "
-                            f"again with `npm pack {package.spec}`")
+        found.update({p.name: _check_tarball(p, folder / p.tarball) for p in wanted})
     return found
 
 
@@ -176,33 +199,45 @@ def _install_package(package: NpmPackage, tarball: Path, static: Path) -> None:
         for inside, target in package.files:
             member = archive.extractfile(f"package/{inside}")
             if member is None:
-                raise UserError(f"{tarball.name} has no file package/{inside}; fetch it again with `npm pack {package.spec}`")
+                raise UserError(f"{tarball.name} has no file package/{inside}; "
+                                f"fetch it again with `npm pack {package.spec}`")
             with atomic_write(static / target) as handle:
                 shutil.copyfileobj(member, handle)
 
 
-def ensure_assets(tarballs: Optional[str | Path] = None) -> Path:
-    """Make sure visdom's web assets are installed in its ``static/`` folder; return that folder.
+def ensure_assets(tarballs: Optional[str | Path] = None, static: Optional[str | Path] = None) -> Path:
+    """Make sure visdom's web assets are installed in its ``static/`` folder (or ``static``);
+    return that folder.
 
     Missing files come from ``npm pack`` of the pinned packages, or from the folder ``tarballs``
     holding their ``.tgz`` files (for machines without any registry). Each tarball is checked
     against its npm integrity hash before anything is copied. Nothing is done when all is there.
     """
-    static = visdom_static_dir()
-    if not missing_assets(static):
+    static = Path(static) if static is not None else visdom_static_dir()
+    missing = missing_assets(static)
+    if not missing:
         return static
+    static.mkdir(parents=True, exist_ok=True)
     if not os.access(static, os.W_OK):
         raise UserError(f"visdom's web assets are missing and {static} is not writable; "
                         "run `python main.py visdom` once as the user who installed visdom")
-    folder = Path(tarballs) if tarballs is not None else None
-    if folder is not None and not folder.is_dir():
-        raise UserError(f"--assets {folder}: no such folder; give the folder holding the npm tarballs")
-    with tempfile.TemporaryDirectory(prefix="visdom-assets-") as tmp:
-        tarball = _gather_tarballs(Path(tmp), folder)
-        for package in PACKAGES:
-            _install_package(package, tarball[package.name], static)
+    if any(name not in EMPTY_FILES for name in missing):
+        _install_packages(static, Path(tarballs) if tarballs is not None else None)
+    for name in EMPTY_FILES:
+        if not (static / name).is_file():
+            atomic_write_text(static / name, "")
     atomic_write_text(static / "version.built", visdom_version())
     return static
+
+
+def _install_packages(static: Path, tarballs: Optional[Path]) -> None:
+    """Install every pinned package's files into ``static`` (tarballs from the folder or npm)."""
+    if tarballs is not None and not tarballs.is_dir():
+        raise UserError(f"--assets {tarballs}: no such folder; give the folder holding the npm tarballs")
+    with tempfile.TemporaryDirectory(prefix="visdom-assets-") as tmp:
+        found = _gather_tarballs(Path(tmp), tarballs)
+        for package in PACKAGES:
+            _install_package(package, found[package.name], static)
 
 
 # ----- the server ----------------------------------------------------------------------------------
@@ -240,9 +275,10 @@ def _server_environment(username: Optional[str], password: Optional[str]) -> dic
         return env
     if not username or not password:
         raise UserError("visdom login needs both --username and --password (or $VISDOM_PASSWORD)")
-    (Path.home() / ".visdom").mkdir(parents=True, exist_ok=True)
-    env.update(VISDOM_USE_ENV_CREDENTIALS="1", VISDOM_USERNAME=username, VISDOM_PASSWORD=password,
-               VISDOM_COOKIE=env.get("VISDOM_COOKIE") or secrets.token_hex(32))
+    cookie = Path.home() / ".visdom" / "COOKIE_SECRET"
+    if not cookie.is_file():  # written here, readable by the user only (visdom would make it world-readable)
+        atomic_write_text(cookie, env.get("VISDOM_COOKIE") or secrets.token_hex(32))
+    env.update(VISDOM_USE_ENV_CREDENTIALS="1", VISDOM_USERNAME=username, VISDOM_PASSWORD=password)
     return env
 
 
@@ -294,8 +330,8 @@ def start_server(port: int = DEFAULT_PORT, env_path: str | Path = DEFAULT_ENV_PA
     with contextlib.ExitStack() as stack:
         output = stack.enter_context(open(log, "ab")) if log is not None else None
         process = subprocess.Popen(server_argv(port, env_path, login=username is not None), env=environment,
-                                   stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT if output else None,
-                                   start_new_session=True)
+                                   stdin=subprocess.DEVNULL, stdout=output,
+                                   stderr=subprocess.STDOUT if output else None, start_new_session=True)
     if wait:
         wait_until_answering(process, port)
     return process
@@ -338,12 +374,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def command(argv: list[str]) -> int:
     """``python main.py visdom ...``: run a loopback visdom server in the foreground until Ctrl-C.
     Returns the exit status (0 after Ctrl-C)."""
     args = _parser().parse_args(argv)
     password = args.password or (os.environ.get("VISDOM_PASSWORD") if args.username else None)
     process = start_server(args.port, args.env_path, args.username, password, assets=args.assets, wait=False)
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # the server runs in its own session: stop it with us
+        signal.signal(stop, _interrupt)
     try:
         wait_until_answering(process, args.port)
         login = f", login as {args.username}" if args.username else ""

@@ -84,8 +84,9 @@ class LiuLadderCNN(nn.Module):
     that of Rasmus et al.'s ladder networks; the lateral connections are summed rather than merged
     by Rasmus's learnt combinator, and the denoising cost is taken on the input layer only. DeepHyperX
     instead reconstructs only the centre spectrum through four fully connected layers (4.8 M
-    parameters on Indian Pines) and injects no noise, so its lateral paths let the input through
-    unchanged; the convolutional decoder here keeps the model at 0.3 M parameters.
+    parameters on Indian Pines) and injects no noise, so its lateral connections hand the decoder
+    clean activations (an autoencoder with shortcuts rather than a denoising ladder); the
+    convolutional decoder here keeps the model at 0.3 M parameters.
     """
 
     def __init__(self, n_bands: int, n_classes: int, patch_size: int = 9, *, planes: int = 80,
@@ -95,8 +96,8 @@ class LiuLadderCNN(nn.Module):
             raise UserError(f"liu needs patches of at least 4x4 (a 3x3 convolution, then 2x2 pooling), "
                             f"not {patch_size}x{patch_size}; the paper's is 9")
         if planes < 1 or noise_std < 0 or reconstruction_weight < 0:
-            raise UserError(f"liu: planes={planes}, noise_std={noise_std} and reconstruction_weight="
-                            f"{reconstruction_weight} must be positive (planes) and non-negative")
+            raise UserError(f"liu: planes={planes} must be at least 1, and noise_std={noise_std} and "
+                            f"reconstruction_weight={reconstruction_weight} at least 0")
         self.noise_std = noise_std
         self.reconstruction_weight = reconstruction_weight
         pooled = (patch_size - 2) // 2

@@ -22,8 +22,8 @@ from deephyperx.monitor import Monitor  # noqa: E402
 from deephyperx.registry import get_spec  # noqa: E402
 from deephyperx.runner import SingleRun  # noqa: E402
 from deephyperx.visdom_monitor import VisdomMonitor, visdom_reachable, window_data  # noqa: E402
-from deephyperx.visdom_server import (command, free_port, missing_assets, start_server, stop_server,  # noqa: E402
-                                      visdom_static_dir)
+from deephyperx.visdom_server import (PACKAGES, command, ensure_assets, free_port, missing_assets,  # noqa: E402
+                                      start_server, stop_server, visdom_static_dir)
 
 RUN_FILES = ("config.yaml", "metrics.json", "metrics.jsonl", "summary.md", "confusion.png", "map.png",
              "map_full.png", "prediction.npy", "split.npz", "model.pt")
@@ -261,7 +261,7 @@ def test_login_passes_credentials_through(tmp_path, monkeypatch):
         refused = VisdomMonitor(port=server.port, username="alice", password="wrong", warn=warnings.append)
         drive(refused, "login_bad")
         assert len(warnings) == 1 and not refused.connected
-        assert (tmp_path / ".visdom" / "COOKIE_SECRET").is_file()
+        assert (tmp_path / ".visdom" / "COOKIE_SECRET").stat().st_mode & 0o077 == 0  # the secret is private
     finally:
         server.stop()
 
@@ -271,3 +271,18 @@ def test_server_refuses_a_port_in_use(server, tmp_path):
         command(["--port", str(server.port), "--env_path", str(tmp_path)])
     with pytest.raises(UserError, match="--port"):
         start_server(0, tmp_path)
+
+
+def test_assets_refuse_a_tarball_that_is_not_the_published_one(tmp_path):
+    carried = tmp_path / "tarballs"
+    carried.mkdir()
+    (carried / PACKAGES[0].tarball).write_bytes(b"not the npm package")
+    with pytest.raises(UserError, match=f"not the published {PACKAGES[0].spec}"):
+        ensure_assets(carried, static=tmp_path / "static")
+    assert not (tmp_path / "static" / "version.built").exists()
+
+
+def test_missing_assets_without_npm_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm on this PATH
+    with pytest.raises(UserError, match="npm is not installed"):
+        ensure_assets(static=tmp_path / "static")

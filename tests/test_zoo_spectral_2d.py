@@ -36,16 +36,15 @@ def test_builds_for_any_band_count_at_the_valid_patch_sizes(name, n_bands):
         assert logits.shape == (2, 16) and torch.isfinite(logits).all()
 
 
-def test_luo_builds_with_very_few_bands_and_stacks_conv1_maps_kernel_by_kernel():
-    for n_bands in (4, 24, 41):  # fewer bands than Conv1's kernel, and too few for a valid Conv2
+def test_luo_pads_conv1_maps_only_when_too_few_bands_leave_conv2_no_room():
+    for n_bands in (4, 24, 41):  # fewer bands than Conv1's kernel, and too few for a valid 3x3 Conv2
+        model = build("luo", n_bands, 3)
+        assert model.padding > 0 and model.fc1.in_features == 64 * 88 * 1
         with torch.no_grad():
-            assert build("luo", n_bands, 3)(torch.randn(2, n_bands, 3, 3)).shape == (2, 16)
-    model = build("luo", 42, 3)  # T = (42 - 24) // 9 + 1 = 3: the smallest unpadded case
-    assert model.padding == 0 and model.fc1.in_features == 64 * 88 * 1
-    # the 90 x T image: row k is kernel k's map, so Conv2 sees band positions along each row
-    spectra = torch.randn(1, 42, 3, 3)
-    maps = torch.relu(model.conv1(spectra.flatten(2).transpose(1, 2)))
-    assert maps.shape == (1, 90, 3)
+            assert model(torch.randn(2, n_bands, 3, 3)).shape == (2, 16)
+    for n_bands, positions in ((42, 3), (103, 9)):  # T = (B - 24) // 9 + 1 maps of 90 kernels, unpadded
+        model = build("luo", n_bands, 3)
+        assert model.padding == 0 and model.fc1.in_features == 64 * 88 * (positions - 2)
 
 
 @pytest.mark.parametrize("name", ["sharma", "mou"])
