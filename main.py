@@ -135,7 +135,20 @@ def load_scene(args: argparse.Namespace, file_config: dict[str, Any]) -> tuple[S
     return datasets.resolve_scene(name, folder), notice
 
 
-def print_listing() -> None:
+def print_listing(markdown: bool = False) -> None:
+    """The registered models and the scene catalogue (``list --markdown``: a table for docs)."""
+    if markdown:
+        print("| model | family | patch | epochs | batch | optimiser | lr | supervision | output | reference |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for name in list_models():
+            spec = get_spec(name)
+            d = spec.training_defaults()
+            neural = spec.family == "neural"
+            cells = [d["patch_size"], d["epoch"] if neural else "-", d["batch_size"] if neural else "-",
+                     d["optimizer"] if neural else "-", d["lr"] if neural else "-",
+                     d["supervision"] if neural else "-", d["output"] if neural else "center"]
+            print(f"| `{name}` | {spec.family} | " + " | ".join(str(c) for c in cells) + f" | {spec.citation} |")
+        return
     print("models:")
     for name in list_models():
         spec = get_spec(name)
@@ -231,7 +244,7 @@ def run(argv: Sequence[str]) -> int:
     if argv and argv[0] == "bench":
         return run_bench_command(argv[1:])
     if argv and argv[0] == "list":
-        print_listing()
+        print_listing(markdown="--markdown" in argv[1:])
         return 0
     if argv and argv[0] == "visdom":
         from deephyperx.visdom_server import command
