@@ -168,17 +168,16 @@ def monitor_factory(args: argparse.Namespace) -> Optional[Callable[[int], list[M
         TensorBoardMonitor(args.tensorboard)  # fail now, with one line, if tensorboard is missing
         factories.append(lambda: TensorBoardMonitor(args.tensorboard))
     if not args.no_visdom:
-        try:
-            from deephyperx.visdom_monitor import VisdomMonitor, visdom_reachable
-        except ImportError:
-            if args.visdom:
-                raise UserError("--visdom needs the visdom package: run scripts/setup.sh (see docs/MONITORING.md)")
-        else:
-            if args.visdom or visdom_reachable(args.visdom_server, args.visdom_port):
-                username = args.visdom_username or os.environ.get("VISDOM_USERNAME")
-                password = args.visdom_password or os.environ.get("VISDOM_PASSWORD")
-                factories.append(lambda: VisdomMonitor(server=args.visdom_server, port=args.visdom_port,
-                                                       username=username, password=password))
+        from deephyperx.visdom_monitor import VisdomMonitor, visdom_installed, visdom_reachable
+
+        if args.visdom and not visdom_installed():
+            raise UserError("--visdom needs the visdom package: run scripts/setup.sh (see docs/MONITORING.md)")
+        if visdom_installed() and (args.visdom or visdom_reachable(args.visdom_server, args.visdom_port)):
+            username = args.visdom_username or os.environ.get("VISDOM_USERNAME")
+            password = args.visdom_password or os.environ.get("VISDOM_PASSWORD")
+            factories.append(lambda: VisdomMonitor(server=args.visdom_server, port=args.visdom_port,
+                                                   username=username, password=password))
+            print(f"visdom: plotting to {args.visdom_server}:{args.visdom_port}", file=sys.stderr)
     if not factories:
         return None
     return lambda seed: [make() for make in factories]

@@ -12,6 +12,19 @@ from typing import IO, Iterator, Union
 PathLike = Union[str, Path]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str | Path, path: Path) -> None:
+    """Give the temporary file the permissions a normal ``open`` would (mkstemp makes it 0600),
+    then rename it over ``path``."""
+    os.chmod(tmp, 0o666 & ~_current_umask())
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it to ``path``, on error delete it."""
@@ -23,7 +36,7 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -46,7 +59,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
