@@ -38,7 +38,6 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = parser.add_argument
     scene = parser.add_argument_group("scene")
     scene.add_argument("--dataset", help="scene name (see `python main.py list`) or a scene declaration .yaml; "
                                          "default: IndianPines if its files are in --folder, else the embedded Synthetic scene")

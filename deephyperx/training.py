@@ -18,7 +18,7 @@ from torch import nn
 
 from deephyperx.checkpoint import save_checkpoint
 from deephyperx.monitor import Monitor
-from deephyperx.sampling import Batch, BatchMaker
+from deephyperx.sampling import BatchMaker
 from deephyperx.scene import IGNORE
 from deephyperx.seeding import derived_seed, rng_states, torch_generator
 from deephyperx.steps import StepContext, TrainingStep, logits_of

@@ -1,7 +1,6 @@
 """The training loop: fitting, dense-output and two-input models, resume, checkpoints, determinism."""
 from __future__ import annotations
 
-import pickle
 
 import numpy as np
 import pytest
@@ -216,7 +215,7 @@ def test_schedulers():
 
 # ----- later supervision kinds fit the same loop -------------------------------------------------
 
-from deephyperx.steps import TrainingStep, build_optimizer, classification_loss, logits_of, register_step  # noqa: E402
+from deephyperx.steps import TrainingStep, build_optimizer, classification_loss, register_step  # noqa: E402
 
 
 @register_step("test_reconstruction")

@@ -8,9 +8,10 @@ import torch
 import models.cnn3d  # noqa: F401  (registers the family)
 from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
-from deephyperx.registry import create_model, get_spec
+from deephyperx.registry import get_spec
 from deephyperx.runner import SingleRun
 from deephyperx.synthetic import make_synthetic_scene
+from zoo_support import build, n_parameters as parameter_count
 
 FAMILY = ("hamida", "lee", "chen", "li", "he")
 #: A second valid patch size per model, besides the paper's.
@@ -21,17 +22,8 @@ TOO_SMALL_PATCH = {"chen": 23, "li": 3, "he": 4}
 TOO_FEW_BANDS = {"hamida": 4, "li": 8, "he": 22}
 
 
-def build(name: str, n_bands: int, patch_size: int, n_classes: int = 16, **options) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return create_model(name, n_bands=n_bands, n_classes=n_classes, patch_size=patch_size, **options).eval()
-
-
 def paper_patch(name: str) -> int:
     return get_spec(name).training_defaults()["patch_size"]
-
-
-def parameter_count(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("n_bands", [30, 103, 200])

@@ -12,28 +12,10 @@ from deephyperx.errors import UserError
 from deephyperx.registry import create_model, get_spec
 from deephyperx.runner import SingleRun
 from deephyperx.synthetic import make_synthetic_scene
+from zoo_support import build, n_parameters
 
 #: For each model: the paper's patch size, another valid one, and one too small.
 PATCHES = {"SSRN": (7, 5, 2), "HybridSN": (25, 11, 8)}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions run several times faster on one thread than on two when the
-    machine is shared and busy (threads wait on each other); restore the setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def n_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def build(name: str, n_bands: int, patch_size: int, n_classes: int = 16) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return create_model(name, n_bands=n_bands, n_classes=n_classes, patch_size=patch_size).eval()
 
 
 @pytest.mark.parametrize("name", sorted(PATCHES))

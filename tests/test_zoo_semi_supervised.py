@@ -11,23 +11,15 @@ import torch
 import models.semi_supervised  # noqa: F401  (registers the step, liu and boulch)
 from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
-from deephyperx.registry import create_model, get_spec
+from deephyperx.registry import get_spec
 from deephyperx.runner import SingleRun
 from deephyperx.sampling import Batch
 from deephyperx.steps import StepContext, get_step
+from zoo_support import build, n_parameters
 
 #: For each model: the paper's patch size, another valid one, and an invalid one.
 PATCHES = {"liu": (9, 5, 3), "boulch": (1, None, 3)}
 STEP = "semi_supervised_reconstruction"
-
-
-def n_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def build(name: str, n_bands: int, patch_size: int, n_classes: int = 16, **options) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return create_model(name, n_bands=n_bands, n_classes=n_classes, patch_size=patch_size, **options).eval()
 
 
 @pytest.mark.parametrize("name", sorted(PATCHES))

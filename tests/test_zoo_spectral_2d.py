@@ -13,18 +13,10 @@ from deephyperx.registry import create_model, get_spec
 from deephyperx.runner import SingleRun
 from deephyperx.scene import IGNORE, Scene
 from models.spectral_2d import PRetanh
+from zoo_support import build, n_parameters
 
 #: For each model: the paper's patch size, another valid one, and an invalid one (None: any size works).
 PATCHES = {"luo": (3, 5, None), "sharma": (64, 56, 55), "mou": (1, None, 3)}
-
-
-def n_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def build(name: str, n_bands: int, patch_size: int, n_classes: int = 16) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return create_model(name, n_bands=n_bands, n_classes=n_classes, patch_size=patch_size).eval()
 
 
 @pytest.mark.parametrize("name", sorted(PATCHES))
