@@ -12,22 +12,28 @@ from typing import IO, Iterator, Union
 PathLike = Union[str, Path]
 
 
-def _current_umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def _publish(tmp: str | Path, path: Path) -> None:
+#: The process's umask, read once at import (reading it means setting it, which is not thread-safe).
+_UMASK = _read_umask()
+
+
+def _publish(tmp: str | Path, path: Path, private: bool = False) -> None:
     """Give the temporary file the permissions a normal ``open`` would (mkstemp makes it 0600),
-    then rename it over ``path``."""
-    os.chmod(tmp, 0o666 & ~_current_umask())
+    unless ``private``, then rename it over ``path``."""
+    if not private:
+        os.chmod(tmp, 0o666 & ~_UMASK)
     os.replace(tmp, path)
 
 
 @contextlib.contextmanager
-def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success rename it to ``path``, on error delete it."""
+def atomic_write(path: PathLike, mode: str = "wb", private: bool = False) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success rename it to ``path``, on error delete it.
+    ``private`` files stay readable by their owner only (secrets)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -36,16 +42,16 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        _publish(tmp, path)
+        _publish(tmp, path, private)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 
 
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_write(path, "w") as handle:
+def atomic_write_text(path: PathLike, text: str, private: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically (owner-only if ``private``)."""
+    with atomic_write(path, "w", private) as handle:
         handle.write(text)
 
 

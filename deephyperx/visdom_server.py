@@ -277,7 +277,7 @@ def _server_environment(username: Optional[str], password: Optional[str]) -> dic
         raise UserError("visdom login needs both --username and --password (or $VISDOM_PASSWORD)")
     cookie = Path.home() / ".visdom" / "COOKIE_SECRET"
     if not cookie.is_file():  # written here, readable by the user only (visdom would make it world-readable)
-        atomic_write_text(cookie, env.get("VISDOM_COOKIE") or secrets.token_hex(32))
+        atomic_write_text(cookie, env.get("VISDOM_COOKIE") or secrets.token_hex(32), private=True)
     env.update(VISDOM_USE_ENV_CREDENTIALS="1", VISDOM_USERNAME=username, VISDOM_PASSWORD=password)
     return env
 

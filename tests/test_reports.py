@@ -254,3 +254,16 @@ def test_aggregate_markdown_mean_and_std():
     assert "```bash\npython main.py --model hamida --seed 0\n```" in text
     with pytest.raises(UserError, match="one name per class"):
         aggregate_markdown("x", agg, ["Corn", "Oats"])
+
+
+def test_reports_are_readable_like_normal_files_and_secrets_are_not(tmp_path):
+    import os
+
+    from deephyperx.atomic import atomic_write_text
+
+    atomic_write_text(tmp_path / "report.md", "x")
+    atomic_write_text(tmp_path / "secret", "y", private=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "report.md").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "secret").stat().st_mode & 0o077 == 0
