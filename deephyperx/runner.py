@@ -280,7 +280,7 @@ class SingleRun:
         augmentation = Augmentation(cfg["flip_augmentation"], cfg["radiation_augmentation"], cfg["mixture_augmentation"])
         train_maker = BatchMaker(sampler, *np.nonzero(split.train), dense=dense, augmentation=augmentation)
         val_labels = np.where(split.validation, self.scene.labels, IGNORE)
-        val_maker = BatchMaker(PatchSampler(rasters, val_labels, cfg["patch_size"]), *np.nonzero(split.validation),
+        val_maker = BatchMaker(sampler.with_labels(val_labels), *np.nonzero(split.validation),
                                dense=dense) if split.validation.any() else None
         unlabelled = BatchMaker(sampler, *np.nonzero(~(split.train | split.validation | split.test)), dense=False)
         weights = inverse_median_frequency(torch.as_tensor(train_labels), self.scene.n_classes) \

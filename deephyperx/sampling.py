@@ -65,6 +65,16 @@ class PatchSampler:
         self._dy = offsets.view(1, patch_size, 1)
         self._dx = offsets.view(1, 1, patch_size)
 
+    def with_labels(self, labels: np.ndarray) -> "PatchSampler":
+        """A sampler over the same padded rasters (shared, not copied) with other target labels,
+        e.g. the validation pixels'."""
+        twin = object.__new__(PatchSampler)
+        twin.__dict__.update(self.__dict__)
+        before, after = patch_extent(self.patch_size)
+        twin.padded_labels = torch.from_numpy(np.pad(labels.astype(np.int64), ((before, after), (before, after)),
+                                                     constant_values=IGNORE))
+        return twin
+
     def patches(self, rows: torch.Tensor, cols: torch.Tensor) -> list[torch.Tensor]:
         """Patches (N, C, P, P) of every raster centred on pixels (rows, cols) of the unpadded
         scene, one gather each (padded index ``i`` is scene index ``i - before``)."""

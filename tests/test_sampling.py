@@ -86,3 +86,12 @@ def test_dense_targets_follow_flips():
     batch = maker.make(torch.arange(16), torch.Generator().manual_seed(0), augment=True)
     inside = batch.target >= 0
     assert torch.equal(batch.inputs[0][:, 0][inside], batch.target[inside].float())
+
+
+def test_a_sampler_with_other_labels_shares_the_rasters():
+    cube = np.arange(5 * 5 * 2, dtype=np.float32).reshape(5, 5, 2)
+    train = PatchSampler([cube], np.zeros((5, 5), int), 3)
+    val = train.with_labels(np.ones((5, 5), int))
+    assert val.padded[0] is train.padded[0]
+    assert val.centre_labels(torch.tensor([2]), torch.tensor([2])).item() == 1
+    assert train.centre_labels(torch.tensor([2]), torch.tensor([2])).item() == 0
