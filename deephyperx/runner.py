@@ -6,6 +6,7 @@ its ``.partial`` folder when the same command is given again.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -134,6 +135,16 @@ class SingleRun:
         restored = self._restored_checkpoint()
         model = self._build_model(restored)  # an impossible model fails before any folder exists
         resume = self._prepare_partial()
+        try:
+            return self._execute(split, restored, model, resume)
+        except UserError:
+            if not (self.partial / "checkpoint.pt").is_file():  # nothing worth resuming: leave no trace
+                shutil.rmtree(self.partial, ignore_errors=True)
+                with contextlib.suppress(OSError):  # the experiment folder too, if this made it empty
+                    self.partial.parent.rmdir()
+            raise
+
+    def _execute(self, split: Split, restored: Optional[dict], model: Any, resume: Optional[dict]) -> dict[str, Any]:
         epochs = self.config["epoch"] if self.spec.family == "neural" else None
         monitor = Monitors([ConsoleMonitor(epochs), JsonLinesMonitor(self.partial / "metrics.jsonl"),
                             FileMonitor(self.partial), *self.extra_monitors])

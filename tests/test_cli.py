@@ -248,3 +248,9 @@ def test_spectral_model_refuses_patches(tmp_path):
     result = cli("--model", "hu", "--dataset", "Synthetic", "--patch_size", "5", "--out", "o", cwd=tmp_path)
     assert_one_line_error(result, "single spectra", "5x5")
     assert_nothing_written(tmp_path)
+
+
+def test_an_error_found_during_the_run_leaves_no_partial_folder(tmp_path):
+    result = cli("--model", "hu", "--dataset", "Synthetic", "--pca", "500", "--out", "o", cwd=tmp_path)
+    assert_one_line_error(result, "PCA to 500 components")
+    assert_nothing_written(tmp_path)
