@@ -21,7 +21,7 @@ from deephyperx.monitor import Monitor
 from deephyperx.sampling import BatchMaker
 from deephyperx.scene import IGNORE
 from deephyperx.seeding import derived_seed, rng_states, torch_generator
-from deephyperx.steps import StepContext, TrainingStep, logits_of
+from deephyperx.steps import StepContext, TrainingStep
 
 
 @dataclass
@@ -206,9 +206,3 @@ class Trainer:
                 yield from batches(self.data.unlabelled, size, generator, shuffle=True)
         return stream()
 
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, inputs: list[torch.Tensor]) -> torch.Tensor:
-    """Logits of a batch in evaluation mode."""
-    model.eval()
-    return logits_of(model(*inputs))
