@@ -22,7 +22,7 @@ from deephyperx.config import load_yaml_config, resolve_config
 from deephyperx.errors import UserError
 from deephyperx.metrics import format_percent
 from deephyperx.monitor import Monitor
-from deephyperx.registry import get_spec, list_models
+from deephyperx.registry import get_spec, list_models, require_family
 from deephyperx.runner import run_experiment
 from deephyperx.scene import Scene
 
@@ -211,6 +211,8 @@ def run_bench_command(argv: Sequence[str]) -> int:
     file_config = load_yaml_config(args.config)
     folder = args.folder or file_config.get("folder") or DEFAULT_FOLDER
     specs = [get_spec(name) for name in args.models]  # unknown names fail before any work
+    for spec in specs:
+        require_family(spec, ("neural", "sklearn"), "main.py bench")
     for name in args.datasets:
         if not name.lower().endswith((".yaml", ".yml")):
             datasets.get_declaration(name)
@@ -238,16 +240,24 @@ def run_bench_command(argv: Sequence[str]) -> int:
     return 0
 
 
+#: Sub-commands served by a module's ``command(argv) -> int`` (imported only when used).
+MODULE_COMMANDS = {
+    "visdom": "deephyperx.visdom_server",  # start a local visdom server with its assets offline
+    "generate": "deephyperx.generation_cli",  # train a spectrum generator, write spectra and a realism report
+    "segment": "deephyperx.segmentation_cli",  # train and evaluate a segmentation model on aerial tiles
+}
+
+
 def run(argv: Sequence[str]) -> int:
     if argv and argv[0] == "bench":
         return run_bench_command(argv[1:])
     if argv and argv[0] == "list":
         print_listing(markdown="--markdown" in argv[1:])
         return 0
-    if argv and argv[0] == "visdom":
-        from deephyperx.visdom_server import command
+    if argv and argv[0] in MODULE_COMMANDS:
+        import importlib
 
-        return command(list(argv[1:]))
+        return importlib.import_module(MODULE_COMMANDS[argv[0]]).command(list(argv[1:]))
     args = build_parser().parse_args(argv)
     if args.download:
         folder = args.folder or DEFAULT_FOLDER
@@ -259,6 +269,7 @@ def run(argv: Sequence[str]) -> int:
     if not model_name:
         raise UserError(f"no --model given; choose one of: {', '.join(list_models())}")
     spec = get_spec(model_name)
+    require_family(spec, ("neural", "sklearn"), "main.py")
     settings = cli_settings(args)
     settings["folder"] = args.folder or file_config.get("folder") or DEFAULT_FOLDER
     config = resolve_config(spec, {k: v for k, v in file_config.items() if k != "model"}, settings)

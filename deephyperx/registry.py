@@ -29,9 +29,17 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "output": "center",  # "center": one label per patch; "dense": a label per patch pixel
     "inputs": ["cube"],  # rasters fed to forward(), in order: the cube, then scene extras
     "reduction": None,  # e.g. {"name": "pca", "components": 30}: fitted on training pixels
+    "epoch_samples": None,  # samples drawn per epoch (with replacement); None: one pass over the training set
 }
 
-FAMILIES = ("neural", "sklearn")
+#: neural: pixel/patch classifiers run by ``main.py``; sklearn: scikit-learn baselines;
+#: generator: conditional spectrum generators run by ``main.py generate``;
+#: segmentation: image-to-label-map networks for aerial tiles run by ``main.py segment``.
+FAMILIES = ("neural", "sklearn", "generator", "segmentation")
+
+#: The sub-command that runs each family (for the error a wrong one gets).
+FAMILY_COMMANDS = {"neural": "main.py", "sklearn": "main.py", "generator": "main.py generate",
+                   "segmentation": "main.py segment"}
 
 #: Factory arguments the engine supplies itself; the others are the model's own options.
 ENGINE_SUPPLIED = frozenset({"n_bands", "n_classes", "patch_size", "seed", "class_balancing", "n_jobs"})
@@ -118,6 +126,13 @@ def create_model(name: str, **kwargs: Any) -> Any:
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     accepted = {k: v for k, v in kwargs.items() if v is not None and (takes_any or k in params)}
     return spec.factory(**accepted)
+
+
+def require_family(spec: ModelSpec, families: tuple[str, ...], command: str) -> None:
+    """Refuse a model of another family than ``command`` runs, naming the command that runs it."""
+    if spec.family not in families:
+        raise UserError(f"model {spec.name} is a {spec.family} model, which `{command}` does not run; "
+                        f"use `{FAMILY_COMMANDS[spec.family]} --model {spec.name}`")
 
 
 def require_single_spectra(model: str, patch_size: int) -> None:

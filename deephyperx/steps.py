@@ -85,6 +85,16 @@ class TrainingStep:
         optimizer.step()
         return {"loss": float(loss.detach()), **logs}
 
+    def validate(self, model: nn.Module, maker: Any, ctx: StepContext, batch_size: int) -> dict[str, float]:
+        """Validation scores of one epoch, logged with the epoch (default: loss, OA, AA, kappa of
+        the classifier's prediction). Steps of other tasks (generators) report their own."""
+        from deephyperx.training import validate
+
+        return validate(model, self, maker, ctx, batch_size)
+
+    def epoch_ended(self, model: nn.Module, epoch: int, data: Any, ctx: StepContext, monitor: Any) -> None:
+        """Called after each epoch (e.g. a generator sends real against synthetic spectra)."""
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batch: Batch, ctx: StepContext) -> tuple[float, torch.Tensor]:
         """Validation loss (unweighted cross-entropy) and logits of a batch."""

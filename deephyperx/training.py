@@ -73,11 +73,19 @@ def build_scheduler(optimizer: torch.optim.Optimizer, spec: Optional[dict], epoc
 
 
 def batches(maker: BatchMaker, batch_size: int, generator: Optional[torch.Generator] = None,
-            augment: bool = False, shuffle: bool = False):
-    """Yield the batches of one pass over ``maker``'s samples."""
+            augment: bool = False, shuffle: bool = False, n_samples: Optional[int] = None):
+    """Yield the batches of one pass over ``maker``'s samples, or, with ``n_samples``, of
+    ``n_samples`` samples drawn as successive shuffled passes (an epoch defined by a sample count,
+    for models whose schedule is counted in iterations: GANs, tile samplers)."""
     n = len(maker)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for start in range(0, n, batch_size):
+    if n_samples is None:
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    elif n == 0:
+        order = torch.arange(0)
+    else:
+        passes = -(-n_samples // n)
+        order = torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])[:n_samples]
+    for start in range(0, len(order), batch_size):
         yield maker.make(order[start:start + batch_size], generator=generator, augment=augment)
 
 
@@ -164,7 +172,8 @@ class Trainer:
             unlabelled = self._unlabelled_stream(seed, epoch)
             self.model.train()
             losses = []
-            for batch in batches(self.data.train, batch_size, generator, augment=True, shuffle=True):
+            for batch in batches(self.data.train, batch_size, generator, augment=True, shuffle=True,
+                                 n_samples=cfg.get("epoch_samples")):
                 if unlabelled is not None:
                     batch.unlabelled = next(unlabelled).inputs
                 logs = self.step(self.model, batch.to(self.device), self.optimizers, self.ctx)
@@ -173,13 +182,14 @@ class Trainer:
                 self.monitor.iteration(self.state.step, logs)
             record = {"train_loss": float(np.mean(losses)) if losses else math.nan}
             if self.data.validation is not None and len(self.data.validation):
-                record.update(validate(self.model, self.step, self.data.validation, self.ctx, batch_size))
+                record.update(self.step.validate(self.model, self.data.validation, self.ctx, batch_size))
             record["lr"] = float(self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"])
             self._scheduler_step(record)
             self.state.train_seconds += time.perf_counter() - started
             self.state.history.append(record)
             self.state.epoch += 1
             self.monitor.epoch_ended(epoch, record)
+            self.step.epoch_ended(self.model, epoch, self.data, self.ctx, self.monitor)
             if self.checkpoint_path is not None:
                 save_checkpoint(self.checkpoint_path, self.state_dict())
             if stop_after_epoch is not None and self.state.epoch >= stop_after_epoch:

@@ -319,3 +319,20 @@ def test_pca_reduction_inside_the_pipeline_and_restored_with_the_model(small_sce
     restored = SingleRun(small_scene, config_for("hu", small_scene, tmp_path, epoch=0, restore=str(tmp_path / "pca" / "model.pt"),
                                                  reduction={"name": "pca", "components": 3}), 0, tmp_path / "r").execute()
     assert restored["confusion_matrix"] == result["confusion_matrix"]
+
+
+def test_epoch_of_a_sample_count_draws_shuffled_passes():
+    """``n_samples`` makes an epoch of that many samples: whole shuffled passes, then a part."""
+    from deephyperx.training import batches
+
+    class Counter:
+        def __len__(self):
+            return 7
+
+        def make(self, index, generator=None, augment=False):
+            return index
+
+    drawn = torch.cat(list(batches(Counter(), 4, torch.Generator().manual_seed(0), n_samples=17)))
+    assert len(drawn) == 17
+    assert sorted(drawn[:7].tolist()) == list(range(7)) and sorted(drawn[7:14].tolist()) == list(range(7))
+    assert set(drawn[14:].tolist()) <= set(range(7))
