@@ -42,7 +42,7 @@ FAMILY_COMMANDS = {"neural": "main.py", "sklearn": "main.py", "generator": "main
                    "segmentation": "main.py segment"}
 
 #: Factory arguments the engine supplies itself; the others are the model's own options.
-ENGINE_SUPPLIED = frozenset({"n_bands", "n_classes", "patch_size", "seed", "class_balancing", "n_jobs"})
+ENGINE_SUPPLIED = frozenset({"n_bands", "n_classes", "patch_size", "seed", "class_balancing", "n_jobs", "channels"})
 
 
 @dataclass(frozen=True)
