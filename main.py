@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--flip_augmentation", action="store_true", default=None)
     model.add_argument("--radiation_augmentation", action="store_true", default=None)
     model.add_argument("--mixture_augmentation", action="store_true", default=None)
+    model.add_argument("--synthetic", metavar="FILE",
+                       help="mix synthetic spectra into training: a spectra file (.h5) or a generator's model.pt "
+                            "written by `main.py generate` (single-spectrum models such as nn, hu)")
+    model.add_argument("--synthetic_ratio", type=float, metavar="R",
+                       help="synthetic spectra per real training pixel, per class in proportion (default 1)")
     model.add_argument("--restore", help="checkpoint (model.pt / model.skops) to start from; --epoch 0 only evaluates")
     model.add_argument("--trust_checkpoint", action="store_true", default=None,
                        help="accept non-scikit-learn types in a .skops file you trust")
@@ -106,6 +111,7 @@ RUN_KEYS = ("epoch", "patch_size", "lr", "batch_size", "optimizer", "weight_deca
 def cli_settings(args: argparse.Namespace) -> dict[str, Any]:
     """Flags the user gave (None for those left unset)."""
     settings = {k: getattr(args, k) for k in RUN_KEYS}
+    settings.update(synthetic=args.synthetic, synthetic_ratio=args.synthetic_ratio)
     if args.pca is not None:
         settings["reduction"] = {"name": "pca", "components": args.pca}
     sample = settings["training_sample"]

@@ -38,6 +38,9 @@ RUN_DEFAULTS: dict[str, Any] = {
     "n_jobs": 1,
     "trust_checkpoint": False,
     "with_exploration": False,
+    "synthetic": None,  # spectra file (.h5) or generator checkpoint (.pt) whose spectra join training
+    "synthetic_ratio": None,  # synthetic spectra per real training pixel (1 when --synthetic is given)
+    "synthetic_sha256": None,  # filled by the run: the --synthetic file's checksum (experiment identity)
     "model_args": {},
 }
 

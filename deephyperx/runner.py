@@ -35,6 +35,8 @@ from deephyperx.scene import IGNORE, Scene, class_spectra
 from deephyperx.seeding import seed_everything
 from deephyperx.splits import split_from_label_maps, split_pixels, split_summary, validation_split
 from deephyperx.steps import get_step
+from deephyperx.synthetic_mixing import (SyntheticDraw, draw_synthetic, mixing_maker, resolve_synthetic_settings,
+                                         summary_lines)
 from deephyperx.training import Trainer, TrainingData, inverse_median_frequency
 
 MonitorFactory = Callable[[Scene, dict, Path], list[Monitor]]
@@ -128,12 +130,16 @@ class SingleRun:
         self.spec: ModelSpec = get_spec(config["model"])
         self.partial = final_dir.with_name(final_dir.name + ".partial")
         self.extra_monitors = extra_monitors or []
+        self.synthetic: Optional[SyntheticDraw] = None
 
     def execute(self) -> dict[str, Any]:
         seed_everything(self.seed)
+        self.config = resolve_synthetic_settings(self.config, self.spec.family)
         split = make_split(self.scene, self.config, self.seed)  # bad splits fail before any folder exists
         restored = self._restored_checkpoint()
         model = self._build_model(restored)  # an impossible model fails before any folder exists
+        if self.config.get("synthetic"):  # a bad synthetic file fails before any folder exists too
+            self.synthetic = draw_synthetic(self.config, self.scene, split.train, self.seed)
         resume = self._prepare_partial()
         try:
             return self._execute(split, restored, model, resume)
@@ -290,6 +296,11 @@ class SingleRun:
         dense = cfg["output"] == "dense"
         augmentation = Augmentation(cfg["flip_augmentation"], cfg["radiation_augmentation"], cfg["mixture_augmentation"])
         train_maker = BatchMaker(sampler, *np.nonzero(split.train), dense=dense, augmentation=augmentation)
+        if self.synthetic is not None:  # synthetic spectra join the training batches only
+            train_maker = mixing_maker(train_maker, self.synthetic, features["normalisers"]["cube"],
+                                       features["projection"])
+            monitor.text(f"training on {train_maker.n_real} real and {train_maker.n_synthetic} synthetic spectra "
+                         f"from {self.synthetic.info['source']}")
         val_labels = np.where(split.validation, self.scene.labels, IGNORE)
         val_maker = BatchMaker(sampler.with_labels(val_labels), *np.nonzero(split.validation),
                                dense=dense) if split.validation.any() else None
@@ -314,9 +325,12 @@ class SingleRun:
         inference_seconds = time.perf_counter() - started
         last, final = self.partial / "checkpoint.pt", self.partial / "model.pt"
         os.replace(last, final) if last.is_file() else ckpt.save_checkpoint(final, trainer.state_dict())
-        return prediction, {"train_seconds": state.train_seconds, "inference_seconds": inference_seconds,
-                            "epochs": state.epoch, "parameters": sum(p.numel() for p in model.parameters()),
-                            "final_train_loss": state.history[-1]["train_loss"] if state.history else None}
+        info = {"train_seconds": state.train_seconds, "inference_seconds": inference_seconds,
+                "epochs": state.epoch, "parameters": sum(p.numel() for p in model.parameters()),
+                "final_train_loss": state.history[-1]["train_loss"] if state.history else None}
+        if self.synthetic is not None:
+            info["synthetic"] = self.synthetic.info
+        return prediction, info
 
     # --- reports ---------------------------------------------------------------------------------
     def _write_reports(self, metrics: dict, cm: np.ndarray, prediction: np.ndarray, split: Split) -> None:
@@ -331,8 +345,9 @@ class SingleRun:
         save_map_comparison_png(scene.labels, shown, scene.palette, scene.class_names, folder / "map.png")
         save_label_map_png(prediction, scene.palette, scene.class_names, folder / "map_full.png",
                            title=f"{self.spec.name} on {scene.name}: every pixel")
+        extra = summary_lines(metrics["synthetic"]) if "synthetic" in metrics else None
         atomic_write_text(folder / "summary.md", run_summary_markdown(
-            f"{self.spec.name} on {scene.name}, seed {self.seed}", metrics, self.config))
+            f"{self.spec.name} on {scene.name}, seed {self.seed}", metrics, self.config, extra))
 
 
 # ----- several runs --------------------------------------------------------------------------------
@@ -345,6 +360,8 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
     With ``reuse_finished`` (the benchmark's resume), a seed whose folder is complete is read back
     instead of run again; an interrupted seed resumes from its checkpoint either way.
     """
+    # a --synthetic file's checksum joins the experiment's identity (its folder name)
+    config = resolve_synthetic_settings(config, get_spec(config["model"]).family)
     folder = run_folder_names(config, scene)
     runs = []
     for i in range(config["runs"]):

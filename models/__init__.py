@@ -1,3 +1,4 @@
 """The model zoo. Each module registers its models with ``deephyperx.registry.register_model``;
 importing this package registers them all. Add a model by adding a module and listing it here."""
-from models import baselines, cnn3d, fully_connected, hu, modern, semi_supervised, spectral_2d  # noqa: F401  (imported for registration)
+from models import (baselines, cnn3d, fully_connected, generators, hu, modern, segmentation,  # noqa: F401
+                    semi_supervised, spectral_2d)  # imported for registration
