@@ -10,6 +10,8 @@ Conventions (the same in every report the toolbox writes):
     are ``None`` too; if the model does predict it, precision, F1 and IoU are 0 (all wrong);
   - a class that is never predicted has ``precision`` ``None``; its F1 and IoU are 0 when it
     has test pixels.
+* Mean F1 and mean IoU (mIoU), reported for segmentation, average the classes that have test
+  pixels (a class absent from the test truth is left out, whether or not it is predicted).
 * Kappa is Cohen's kappa; when chance agreement is 1 (truth and prediction are one and the same
   class everywhere) the agreement is perfect and kappa is defined as 1.
 * Several runs (seeds) give mean and *sample* standard deviation (ddof=1), as the
@@ -28,6 +30,8 @@ from deephyperx.errors import UserError
 PER_CLASS_METRICS = ("accuracy", "precision", "f1", "iou")
 #: Scalar metrics reported for the whole test set.
 OVERALL_METRICS = ("overall_accuracy", "average_accuracy", "kappa")
+#: Class-averaged scores added by :func:`segmentation_metrics`.
+CLASS_MEANS = ("mean_f1", "mean_iou")
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -118,6 +122,28 @@ def metrics_from_confusion(cm: np.ndarray, class_names: Sequence[str]) -> dict[s
         "per_class": per_class,
         "confusion_matrix": cm.astype(np.int64).tolist(),
     }
+
+
+def class_means(per_class: Sequence[dict[str, Any]]) -> dict[str, Optional[float]]:
+    """Mean F1 and mean IoU over the classes with test pixels (None when no class has any)."""
+    present = [row for row in per_class if row["support"] > 0]
+    if not present:
+        return {"mean_f1": None, "mean_iou": None}
+    return {"mean_f1": float(np.mean([row["f1"] for row in present])),
+            "mean_iou": float(np.mean([row["iou"] for row in present]))}
+
+
+def segmentation_metrics(cm: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """:func:`metrics_from_confusion` plus ``mean_f1`` and ``mean_iou`` (see the module notes)."""
+    metrics = metrics_from_confusion(cm, class_names)
+    metrics.update(class_means(metrics["per_class"]))
+    return metrics
+
+
+def mean_and_std(values: Sequence[Optional[float]]) -> dict[str, Optional[float]]:
+    """``{"mean", "std", "n"}`` of the defined values (sample std, 0 for one value), as the
+    aggregate of several runs reports every statistic."""
+    return _mean_std(values)
 
 
 def _mean_std(values: Sequence[Optional[float]]) -> dict[str, Optional[float]]:
