@@ -141,27 +141,42 @@ def load_scene(args: argparse.Namespace, file_config: dict[str, Any]) -> tuple[S
 
 
 def print_listing(markdown: bool = False) -> None:
-    """The registered models and the scene catalogue (``list --markdown``: a table for docs)."""
+    """The registered models, the scene catalogue and the aerial tile sets (``list --markdown``:
+    the model table for docs)."""
+    import aerial_datasets
+
     if markdown:
-        print("| model | family | patch | epochs | batch | optimiser | lr | supervision | output | reference |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| model | family | patch / crop | epochs | batch | optimiser | lr | supervision | output | inputs | reference |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for name in list_models():
             spec = get_spec(name)
             d = spec.training_defaults()
-            neural = spec.family == "neural"
-            cells = [d["patch_size"], d["epoch"] if neural else "-", d["batch_size"] if neural else "-",
-                     d["optimizer"] if neural else "-", d["lr"] if neural else "-",
-                     d["supervision"] if neural else "-", d["output"] if neural else "center"]
+            trained = spec.family != "sklearn"
+            cells = [d["patch_size"] if spec.family != "generator" else "-",
+                     _epochs_cell(d) if trained else "-", d["batch_size"] if trained else "-",
+                     d["optimizer"] if trained else "-", d["lr"] if trained else "-",
+                     d["supervision"] if trained else "-", d["output"] if spec.family != "generator" else "spectra",
+                     " + ".join(d["inputs"])]
             print(f"| `{name}` | {spec.family} | " + " | ".join(str(c) for c in cells) + f" | {spec.citation} |")
         return
     print("models:")
     for name in list_models():
         spec = get_spec(name)
         text = spec.description if len(spec.description) <= 90 else spec.description[:89] + "…"
-        print(f"  {name:10s} {spec.family:8s} {text}")
-    print("scenes:")
+        print(f"  {name:10s} {spec.family:12s} {text}")
+    print("scenes (main.py, main.py generate):")
     for name in datasets.list_scenes():
         print(f"  {name}")
+    print("tile sets (main.py segment):")
+    for name in aerial_datasets.list_tilesets():
+        print(f"  {name}")
+
+
+def _epochs_cell(defaults: dict[str, Any]) -> str:
+    """Epochs, with the samples per epoch when an epoch is a sample count."""
+    if defaults.get("epoch_samples"):
+        return f"{defaults['epoch']} x {defaults['epoch_samples']:,} samples"
+    return str(defaults["epoch"])
 
 
 def monitor_factory(args: argparse.Namespace) -> Optional[Callable[[int], list[Monitor]]]:

@@ -134,7 +134,7 @@ class SingleRun:
 
     def execute(self) -> dict[str, Any]:
         seed_everything(self.seed)
-        self.config = resolve_synthetic_settings(self.config, self.spec.family)
+        self.config = resolve_synthetic_settings(self.config, self.spec.family, self.seed)
         split = make_split(self.scene, self.config, self.seed)  # bad splits fail before any folder exists
         restored = self._restored_checkpoint()
         model = self._build_model(restored)  # an impossible model fails before any folder exists

@@ -59,10 +59,21 @@ def check_model_takes_spectra(config: dict[str, Any], family: str) -> None:
                         "so use a single-spectrum model (patch_size 1, e.g. nn or hu)")
 
 
-def resolve_synthetic_settings(config: dict[str, Any], family: str) -> dict[str, Any]:
+def synthetic_path(config: dict[str, Any], seed: Optional[int] = None) -> Optional[str]:
+    """The synthetic source of a run. A path holding ``{seed}`` is a per-seed template (each seed's
+    classifier takes the spectra of a generator trained on that seed's own training pixels, so no
+    test pixel of that seed ever reached the generator); it is None at the experiment level."""
+    source = config.get("synthetic")
+    if source and "{seed}" in str(source):
+        return None if seed is None else str(source).replace("{seed}", str(seed))
+    return source
+
+
+def resolve_synthetic_settings(config: dict[str, Any], family: str, seed: Optional[int] = None) -> dict[str, Any]:
     """Check the synthetic settings of a run config and complete them: the ratio (default 1) and
     the source's checksum (``synthetic_sha256``, so that the experiment's identity changes when
-    the file does). A config without ``synthetic`` is returned unchanged. One-line errors."""
+    the file does; for a ``{seed}`` template, each run's checksum is recorded by that run). A
+    config without ``synthetic`` is returned unchanged. One-line errors."""
     source, ratio = config.get("synthetic"), config.get("synthetic_ratio")
     if not source:
         if ratio is not None:
@@ -74,14 +85,17 @@ def resolve_synthetic_settings(config: dict[str, Any], family: str) -> dict[str,
         raise UserError(f"--synthetic_ratio {ratio!r} must be a positive number (synthetic spectra per real "
                         "training pixel, e.g. 0.5 or 2)")
     check_model_takes_spectra(config, family)
-    path = Path(source)
+    resolved = synthetic_path(config, seed)
+    if resolved is None:  # a per-seed template: each run checks its own file
+        return {**config, "synthetic_ratio": float(ratio)}
+    path = Path(resolved)
     if not path.is_file():
-        raise UserError(f"--synthetic {source}: no such file; give a spectra file written by `main.py generate` "
+        raise UserError(f"--synthetic {resolved}: no such file; give a spectra file written by `main.py generate` "
                         "(synthetic.h5) or a generator checkpoint (model.pt)")
     digest = file_sha256(path)
     saved = config.get("synthetic_sha256")
     if saved and saved != digest:
-        raise UserError(f"--synthetic {source} has changed since synthetic_sha256 {saved[:12]}... was recorded; "
+        raise UserError(f"--synthetic {resolved} has changed since synthetic_sha256 {saved[:12]}... was recorded; "
                         "drop synthetic_sha256 from the config to use the file as it is now")
     return {**config, "synthetic_ratio": float(ratio), "synthetic_sha256": digest}
 
@@ -180,7 +194,7 @@ def _from_checkpoint(path: Path, scene: Scene, quotas: np.ndarray, seed: int) ->
 def draw_synthetic(config: dict[str, Any], scene: Scene, train: np.ndarray, seed: int) -> SyntheticDraw:
     """The synthetic spectra of one run: ``synthetic_ratio`` x the real training pixels (``train``
     mask), per class in proportion to them, from the file or generator of ``config['synthetic']``."""
-    path = Path(config["synthetic"])
+    path = Path(synthetic_path(config, seed))
     real_counts = np.bincount(scene.labels[train & (scene.labels >= 0)], minlength=scene.n_classes)
     quotas = class_quotas(real_counts, float(config["synthetic_ratio"]))
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:

@@ -223,6 +223,28 @@ def test_the_same_seed_draws_the_same_synthetic_spectra_and_another_seed_others(
     assert np.array_equal(np.bincount(first.labels), np.bincount(other.labels))
 
 
+def test_a_seed_template_gives_each_run_the_spectra_of_its_own_generator(small_scene, tmp_path):
+    """``--synthetic gen/seed{seed}.h5``: seed s reads seed s's file (a generator trained on that
+    seed's split); the experiment's identity holds the template, each run records its file's checksum."""
+    for seed, offset in ((3, 0.0), (4, 100.0)):
+        path = spectra_file(tmp_path / f"seed{seed}.h5", small_scene, per_class=20, seed=seed)
+        from deephyperx.spectra_file import read_spectra_file as read
+        data = read(path)
+        write_spectra_file(path, LabelledSpectra(data.spectra + offset, data.labels, data.class_names, None,
+                                                 data.scene, data.model, {}))
+    template = str(tmp_path / "seed{seed}.h5")
+    experiment = resolve_synthetic_settings(hu_config(tmp_path, synthetic=template), "neural")
+    assert experiment["synthetic"] == template and experiment.get("synthetic_sha256") is None
+    train = small_scene.labels >= 0
+    runs = {seed: resolve_synthetic_settings(experiment, "neural", seed) for seed in (3, 4)}
+    assert runs[3]["synthetic_sha256"] != runs[4]["synthetic_sha256"]
+    low, high = (draw_synthetic(runs[s], small_scene, train, seed=s) for s in (3, 4))
+    assert high.spectra.mean() - low.spectra.mean() == pytest.approx(100.0, abs=1e-3)
+    assert low.info["source"].endswith("seed3.h5") and high.info["source"].endswith("seed4.h5")
+    with pytest.raises(UserError, match="seed5.h5"):
+        resolve_synthetic_settings(experiment, "neural", 5)
+
+
 def test_a_bad_synthetic_file_stops_the_run_before_anything_is_written(small_scene, tmp_path):
     wrong_bands = spectra_file(tmp_path / "bands.h5", small_scene, n_bands=5)
     with pytest.raises(UserError, match="5 bands"):
