@@ -14,14 +14,14 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import datasets
 import models  # noqa: F401  (registers the zoo)
 from deephyperx.config import load_yaml_config, resolve_config
 from deephyperx.errors import UserError
 from deephyperx.metrics import format_percent
-from deephyperx.monitor import Monitor
+from deephyperx.monitoring_cli import add_monitoring_arguments, monitor_factory, redact_secrets  # noqa: F401
 from deephyperx.registry import get_spec, list_models, require_family
 from deephyperx.runner import run_experiment
 from deephyperx.scene import Scene
@@ -88,15 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--with_exploration", action="store_true", default=None,
                      help="also show each class's mean ± std spectrum to the monitors")
     run.add_argument("--config", help="YAML file of settings (flags given here override it)")
-    watch = parser.add_argument_group("monitoring (files and console are always on)")
-    watch.add_argument("--visdom", action="store_true", default=None,
-                       help="plot to visdom even if the server is not up yet (default: only when it answers)")
-    watch.add_argument("--no_visdom", action="store_true", help="never plot to visdom")
-    watch.add_argument("--visdom_server", default="http://127.0.0.1", help="visdom server URL (default http://127.0.0.1)")
-    watch.add_argument("--visdom_port", type=int, default=8097, help="visdom server port (default 8097)")
-    watch.add_argument("--visdom_username", help="visdom login (or $VISDOM_USERNAME)")
-    watch.add_argument("--visdom_password", help="visdom password (or $VISDOM_PASSWORD)")
-    watch.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files under DIR")
+    add_monitoring_arguments(parser)
     run.add_argument("--out", help="output folder (default outputs/)")
     return parser
 
@@ -177,30 +169,6 @@ def _epochs_cell(defaults: dict[str, Any]) -> str:
     if defaults.get("epoch_samples"):
         return f"{defaults['epoch']} x {defaults['epoch_samples']:,} samples"
     return str(defaults["epoch"])
-
-
-def monitor_factory(args: argparse.Namespace) -> Optional[Callable[[int], list[Monitor]]]:
-    """Per-seed optional monitors (visdom, TensorBoard) from the flags; None if there are none."""
-    factories: list[Callable[[], Monitor]] = []
-    if args.tensorboard:
-        from deephyperx.tensorboard_monitor import TensorBoardMonitor
-
-        TensorBoardMonitor(args.tensorboard)  # fail now, with one line, if tensorboard is missing
-        factories.append(lambda: TensorBoardMonitor(args.tensorboard))
-    if not args.no_visdom:
-        from deephyperx.visdom_monitor import VisdomMonitor, visdom_installed, visdom_reachable
-
-        if args.visdom and not visdom_installed():
-            raise UserError("--visdom needs the visdom package: run scripts/setup.sh (see docs/MONITORING.md)")
-        if visdom_installed() and (args.visdom or visdom_reachable(args.visdom_server, args.visdom_port)):
-            username = args.visdom_username or os.environ.get("VISDOM_USERNAME")
-            password = args.visdom_password or os.environ.get("VISDOM_PASSWORD")
-            factories.append(lambda: VisdomMonitor(server=args.visdom_server, port=args.visdom_port,
-                                                   username=username, password=password))
-            print(f"visdom: plotting to {args.visdom_server}:{args.visdom_port}", file=sys.stderr)
-    if not factories:
-        return None
-    return lambda seed: [make() for make in factories]
 
 
 def build_bench_parser() -> argparse.ArgumentParser:
@@ -308,21 +276,6 @@ def run(argv: Sequence[str]) -> int:
     result = run_experiment(scene, config, command, monitors)
     report_line(result)
     return 0
-
-
-def redact_secrets(argv: Sequence[str]) -> list[str]:
-    """The command line as recorded in reports, with the visdom password replaced by ***."""
-    shown, hide_next = [], False
-    for arg in argv:
-        if hide_next:
-            shown.append("***")
-            hide_next = False
-        elif arg.startswith("--visdom_password="):
-            shown.append("--visdom_password=***")
-        else:
-            shown.append(arg)
-            hide_next = arg == "--visdom_password"
-    return shown
 
 
 def report_line(result: dict[str, Any]) -> None:

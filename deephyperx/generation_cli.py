@@ -22,6 +22,7 @@ from typing import Any, Sequence
 from deephyperx.config import load_yaml_config, resolve_config
 from deephyperx.errors import UserError
 from deephyperx.generation import GenerationRequest, generate
+from deephyperx.monitoring_cli import add_monitoring_arguments, monitor_factory
 from deephyperx.registry import get_spec, list_models, require_family
 from deephyperx.scene import Scene
 
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cuda", type=int, help="GPU index; -1 (default) for the CPU")
     run.add_argument("--runs_dir", help=f"folder of the run folders (default {DEFAULT_RUNS_DIR})")
     run.add_argument("--config", help="YAML file of settings (flags given here override it)")
+    add_monitoring_arguments(parser)
     return parser
 
 
@@ -126,5 +128,6 @@ def command(argv: Sequence[str]) -> int:
     config["dataset"] = scene.name
     request = GenerationRequest(samples_per_class=args.samples_per_class, class_names=args.classes,
                                 out_file=Path(args.out) if args.out else None, report=not args.no_report)
-    generate(scene, config, request)
+    monitors = monitor_factory(args)
+    generate(scene, config, request, extra_monitors=monitors(int(config["seed"])) if monitors else None)
     return 0

@@ -25,6 +25,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from deephyperx.errors import UserError
+from deephyperx.monitoring_cli import add_monitoring_arguments
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse whose errors are one line (no usage block), exit status 2 through main.py."""
@@ -79,14 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--detect_min_pixels", type=int, help="drop objects smaller than this (default 1)")
     run.add_argument("--detect_iou", type=float, help="box IoU of a match (default 0.5)")
     run.add_argument("--config", help="YAML file of settings (flags given here override it)")
-    watch = parser.add_argument_group("monitoring (files and console are always on)")
-    watch.add_argument("--visdom", action="store_true", default=None)
-    watch.add_argument("--no_visdom", action="store_true")
-    watch.add_argument("--visdom_server", default="http://127.0.0.1")
-    watch.add_argument("--visdom_port", type=int, default=8097)
-    watch.add_argument("--visdom_username")
-    watch.add_argument("--visdom_password")
-    watch.add_argument("--tensorboard", metavar="DIR")
+    add_monitoring_arguments(parser)
     return parser
 
 
@@ -212,7 +206,8 @@ def command(argv: list[str]) -> int:
     if argv and argv[0] == "list":
         print_listing()
         return 0
-    from main import DEFAULT_FOLDER, monitor_factory, redact_secrets
+    from main import DEFAULT_FOLDER
+    from deephyperx.monitoring_cli import monitor_factory, redact_secrets
     from deephyperx.config import load_yaml_config
     from deephyperx.registry import get_spec, list_models, require_family
     from deephyperx.segmentation_run import resolve_segmentation_config, run_segmentation_experiment

@@ -71,6 +71,25 @@ def test_command_writes_spectra_and_a_run_folder(finished):
     assert (run / "realism" / "realism.json").is_file() == HAS_REALISM
 
 
+def test_tensorboard_follows_the_generator_as_it_trains(tmp_path, capsys):
+    """The monitoring flags of ``main.py`` work for ``generate`` too: the losses and validation
+    scores of each epoch reach TensorBoard's event files."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    flags = write_scene(tmp_path)
+    (tmp_path / "small.yaml").write_text(SMALL)
+    code, err = generate(["--model", "cvae", *flags, "--epoch", "2", "--batch_size", "32", "--config", "small.yaml",
+                          "--samples_per_class", "5", "--out", "syn.h5", "--runs_dir", "runs", "--no_report",
+                          "--no_visdom", "--tensorboard", "tb"], tmp_path, capsys)
+    assert code == 0, err
+    events = EventAccumulator(str(next(p.parent for p in (tmp_path / "tb").rglob("events.out.tfevents*"))))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert any("loss" in tag for tag in tags), tags
+    assert any("val_" in tag for tag in tags), tags
+
+
 def test_restored_generator_makes_chosen_classes(finished, capsys):
     folder, flags = finished
     model = str(next((folder / "runs").glob("*/seed0/model.pt")))

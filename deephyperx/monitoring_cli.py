@@ -1,0 +1,63 @@
+"""The monitoring flags shared by ``main.py``, ``main.py generate`` and ``main.py segment``, and
+the optional monitors (visdom, TensorBoard) they ask for."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+from deephyperx.errors import UserError
+from deephyperx.monitor import Monitor
+
+
+def add_monitoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--visdom*`` and ``--tensorboard`` flags."""
+    watch = parser.add_argument_group("monitoring (files and console are always on)")
+    watch.add_argument("--visdom", action="store_true", default=None,
+                       help="plot to visdom even if the server is not up yet (default: only when it answers)")
+    watch.add_argument("--no_visdom", action="store_true", help="never plot to visdom")
+    watch.add_argument("--visdom_server", default="http://127.0.0.1", help="visdom server URL (default http://127.0.0.1)")
+    watch.add_argument("--visdom_port", type=int, default=8097, help="visdom server port (default 8097)")
+    watch.add_argument("--visdom_username", help="visdom login (or $VISDOM_USERNAME)")
+    watch.add_argument("--visdom_password", help="visdom password (or $VISDOM_PASSWORD)")
+    watch.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files under DIR")
+
+
+def monitor_factory(args: argparse.Namespace) -> Optional[Callable[[int], list[Monitor]]]:
+    """Per-seed optional monitors (visdom, TensorBoard) from the flags; None if there are none."""
+    factories: list[Callable[[], Monitor]] = []
+    if args.tensorboard:
+        from deephyperx.tensorboard_monitor import TensorBoardMonitor
+
+        TensorBoardMonitor(args.tensorboard)  # fail now, with one line, if tensorboard is missing
+        factories.append(lambda: TensorBoardMonitor(args.tensorboard))
+    if not args.no_visdom:
+        from deephyperx.visdom_monitor import VisdomMonitor, visdom_installed, visdom_reachable
+
+        if args.visdom and not visdom_installed():
+            raise UserError("--visdom needs the visdom package: run scripts/setup.sh (see docs/MONITORING.md)")
+        if visdom_installed() and (args.visdom or visdom_reachable(args.visdom_server, args.visdom_port)):
+            username = args.visdom_username or os.environ.get("VISDOM_USERNAME")
+            password = args.visdom_password or os.environ.get("VISDOM_PASSWORD")
+            factories.append(lambda: VisdomMonitor(server=args.visdom_server, port=args.visdom_port,
+                                                   username=username, password=password))
+            print(f"visdom: plotting to {args.visdom_server}:{args.visdom_port}", file=sys.stderr)
+    if not factories:
+        return None
+    return lambda seed: [make() for make in factories]
+
+
+def redact_secrets(argv: Sequence[str]) -> list[str]:
+    """The command line as recorded in reports, with the visdom password replaced by ***."""
+    shown, hide_next = [], False
+    for arg in argv:
+        if hide_next:
+            shown.append("***")
+            hide_next = False
+        elif arg.startswith("--visdom_password="):
+            shown.append("--visdom_password=***")
+        else:
+            shown.append(arg)
+            hide_next = arg == "--visdom_password"
+    return shown
