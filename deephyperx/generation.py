@@ -22,15 +22,14 @@ import numpy as np
 import torch
 
 from deephyperx import checkpoint as ckpt
-from deephyperx.atomic import atomic_write_text, replace_directory
-from deephyperx.config import experiment_id, to_yaml
+from deephyperx.atomic import replace_directory
 from deephyperx.errors import UserError
 from deephyperx.file_monitor import FileMonitor
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
 from deephyperx.preprocessing import Normaliser, fit_normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec, list_models, require_family
 from deephyperx.reports import save_json
-from deephyperx.runner import Split, make_split, resolve_device, run_folder_names
+from deephyperx.runner import Split, make_split, open_partial_folder, resolve_device, run_folder_names
 from deephyperx.sampling import Batch
 from deephyperx.scene import Scene
 from deephyperx.seeding import seed_everything, torch_generator
@@ -270,12 +269,7 @@ class GenerationRun:
     def _prepare_partial(self) -> Optional[dict]:
         """Keep a partial folder of the same experiment and seed (and return its checkpoint, with the
         log trimmed back to it), else start afresh."""
-        saved, identity = self.partial / "identity.txt", f"{experiment_id(self.config)} seed {self.seed}"
-        if self.partial.exists() and not (saved.is_file() and saved.read_text() == identity):
-            shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, identity)
-        atomic_write_text(self.partial / "config.yaml", to_yaml(self.config))
+        open_partial_folder(self.partial, self.config, self.seed)
         checkpoint = self.partial / "checkpoint.pt"
         if not checkpoint.is_file():
             (self.partial / "metrics.jsonl").unlink(missing_ok=True)

@@ -120,6 +120,17 @@ def neural_inputs(scene: Scene, spec_inputs: list[str]) -> list[np.ndarray]:
     return rasters
 
 
+def open_partial_folder(partial: Path, config: dict[str, Any], seed: int) -> None:
+    """Keep ``partial`` when it holds a run of the same experiment and seed (to resume from it),
+    else start it afresh; record the identity and the configuration in it."""
+    saved, identity = partial / "identity.txt", f"{experiment_id(config)} seed {seed}"
+    if partial.exists() and not (saved.is_file() and saved.read_text() == identity):
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved, identity)
+    atomic_write_text(partial / "config.yaml", to_yaml(config))
+
+
 class SingleRun:
     """One seed of an experiment, written into ``final_dir`` (via ``final_dir.partial``)."""
 
@@ -192,12 +203,7 @@ class SingleRun:
     def _prepare_partial(self) -> Optional[dict]:
         """Keep a partial folder of the same experiment and seed (to resume), else start afresh.
         Returns the checkpoint to resume from, with the log trimmed back to it."""
-        saved, identity = self.partial / "identity.txt", f"{experiment_id(self.config)} seed {self.seed}"
-        if self.partial.exists() and not (saved.is_file() and saved.read_text() == identity):
-            shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, identity)
-        atomic_write_text(self.partial / "config.yaml", to_yaml(self.config))
+        open_partial_folder(self.partial, self.config, self.seed)
         checkpoint = self.partial / "checkpoint.pt"
         if self.spec.family != "neural" or not checkpoint.is_file():
             (self.partial / "metrics.jsonl").unlink(missing_ok=True)

@@ -25,7 +25,6 @@ import torch
 from deephyperx import checkpoint as ckpt
 from deephyperx import segmentation_steps  # noqa: F401  (registers the segmentation training steps)
 from deephyperx.atomic import atomic_path, atomic_write_text, replace_directory
-from deephyperx.config import to_yaml
 from deephyperx.errors import UserError
 from deephyperx.file_monitor import FileMonitor
 from deephyperx.metrics import (CLASS_MEANS, OVERALL_METRICS, aggregate_runs, confusion_matrix, mean_and_std,
@@ -34,7 +33,7 @@ from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monito
 from deephyperx.preprocessing import Normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec
 from deephyperx.reports import rgb_composite, save_confusion_png, save_json, save_map_comparison_png
-from deephyperx.runner import resolve_device
+from deephyperx.runner import open_partial_folder, resolve_device
 from deephyperx.scene import IGNORE
 from deephyperx.seeding import seed_everything
 from deephyperx.segmentation_reports import (aggregate_markdown, display_step, region_file_stem, run_markdown,
@@ -469,12 +468,7 @@ class SegmentationRun:
     def _prepare_partial(self) -> Optional[dict]:
         """Keep a partial folder of the same experiment and seed (to resume), else start afresh.
         Returns the checkpoint to resume from, with the log trimmed back to it."""
-        saved, identity = self.partial / "identity.txt", f"{experiment_id(self.config)} seed {self.seed}"
-        if self.partial.exists() and not (saved.is_file() and saved.read_text() == identity):
-            shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, identity)
-        atomic_write_text(self.partial / "config.yaml", to_yaml(self.config))
+        open_partial_folder(self.partial, self.config, self.seed)
         for name in ("checkpoint.pt", "model.pt"):  # model.pt: training ended, the reports did not
             path = self.partial / name
             if path.is_file():
