@@ -34,11 +34,16 @@ for group in "${groups[@]}"; do
       segment --dataset VaihingenCrop --model segnet --crop 128 --epoch 20 --epoch_samples 250 --detect car \
           --out "$out/crops"
       segment --dataset PotsdamCrop --model segnet --crop 128 --epoch 20 --epoch_samples 250 --detect car \
-          --out "$out/crops" ;;
+          --out "$out/crops"
+      # cars are 1-2% of the pixels: inverse median-frequency class weights, twice the crops
+      segment --dataset VaihingenCrop --model segnet --crop 128 --epoch 40 --epoch_samples 250 --class_balancing \
+          --detect car --out "$out/crops" ;;
     spacenet)  # 900x900 pan tile: train columns 0-600, test columns 600-900
-      for model in segnet segnet_dt; do
+      for model in segnet segnet_dt; do  # unweighted, then with class weights (buildings are 4% of the pixels)
         segment --dataset SpaceNetAtlanta --model "$model" --crop 128 --epoch 20 --epoch_samples 250 \
             --out "$out/spacenet"
+        segment --dataset SpaceNetAtlanta --model "$model" --crop 128 --epoch 20 --epoch_samples 250 \
+            --class_balancing --out "$out/spacenet"
       done ;;
     twosource)
       for model in "segnet --sources image" "fusenet --sources image dem" "vfusenet --sources image dem" \
