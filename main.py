@@ -21,19 +21,12 @@ import models  # noqa: F401  (registers the zoo)
 from deephyperx.config import load_yaml_config, resolve_config
 from deephyperx.errors import UserError
 from deephyperx.metrics import format_percent
-from deephyperx.monitoring_cli import add_monitoring_arguments, monitor_factory, redact_secrets  # noqa: F401
+from deephyperx.command_line import OneLineParser, add_monitoring_arguments, monitor_factory, redact_secrets  # noqa: F401
 from deephyperx.registry import get_spec, list_models, require_family
 from deephyperx.runner import run_experiment
 from deephyperx.scene import Scene
 
 DEFAULT_FOLDER = os.environ.get("DEEPHYPERX_DATA", "Datasets")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line (no usage block) and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see python main.py --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:

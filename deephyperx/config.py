@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
@@ -69,6 +69,15 @@ def resolve_config(spec: ModelSpec, *layers: Mapping[str, Any]) -> dict[str, Any
     skipping None values; check the keys and values."""
     config: dict[str, Any] = {**RUN_DEFAULTS, **spec.training_defaults(), "model": spec.name}
     config["model_args"] = dict(spec.model_arguments())
+    apply_layers(config, spec.name, layers)
+    validate_config(config)
+    return config
+
+
+def apply_layers(config: dict[str, Any], model: str, layers: Sequence[Mapping[str, Any]]) -> None:
+    """Apply ``layers`` (YAML file, command line) in order onto ``config``: None values are
+    skipped, keys must exist in ``config``, and ``model_args`` may only name the options already
+    in ``config['model_args']`` (the model's own). One-line errors."""
     known = set(config)
     for layer in layers:
         for key, value in layer.items():
@@ -77,15 +86,13 @@ def resolve_config(spec: ModelSpec, *layers: Mapping[str, Any]) -> dict[str, Any
             if key not in known:
                 raise UserError(f"unknown setting '{key}'; known settings: {', '.join(sorted(known))}")
             if key == "model_args":
-                unknown = set(value) - set(spec.model_arguments())
+                unknown = set(value) - set(config["model_args"])
                 if unknown:
-                    raise UserError(f"model {spec.name} has no option {sorted(unknown)}; "
-                                    f"its options: {sorted(spec.model_arguments()) or 'none'}")
+                    raise UserError(f"model {model} has no option {sorted(unknown)}; "
+                                    f"its options: {sorted(config['model_args']) or 'none'}")
                 config["model_args"].update(value)
             else:
                 config[key] = value
-    validate_config(config)
-    return config
 
 
 def validate_config(config: dict[str, Any]) -> None:

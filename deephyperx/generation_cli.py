@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from deephyperx.config import load_yaml_config, resolve_config
 from deephyperx.errors import UserError
 from deephyperx.generation import GenerationRequest, generate
-from deephyperx.monitoring_cli import add_monitoring_arguments, monitor_factory
+from deephyperx.command_line import OneLineParser, add_monitoring_arguments, monitor_factory
 from deephyperx.registry import get_spec, list_models, require_family
 from deephyperx.scene import Scene
 
@@ -34,15 +34,8 @@ RUN_KEYS = ("epoch", "lr", "batch_size", "optimizer", "weight_decay", "training_
             "train_set", "test_set", "guard", "block_size", "val_fraction", "seed", "restore", "cuda")
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line (no usage block), raised as :class:`UserError`."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see python main.py generate --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="main.py generate", description=__doc__,
+    parser = OneLineParser(prog="main.py generate", help_hint="python main.py generate --help", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     scene = parser.add_argument_group("scene")
     scene.add_argument("--dataset", help="scene name (see `python main.py list`) or a scene declaration .yaml")

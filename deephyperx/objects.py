@@ -466,8 +466,10 @@ def _class_id(value: str, class_names: Sequence[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``segment detect`` command line."""
-    parser = _OneLineParser(
-        prog="main.py segment detect",
+    from deephyperx.command_line import OneLineParser
+
+    parser = OneLineParser(
+        prog="main.py segment detect", help_hint="python main.py segment detect --help",
         description="Segment-before-detect: objects of one class from a predicted label map, as CSV and "
                     "GeoJSON, with object-level precision/recall against a truth map.")
     parser.add_argument("--prediction", required=True, help="predicted class-id map (.png, .npy or .tif)")
@@ -487,13 +489,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--geotiff", help="GeoTIFF of the same grid: write map coordinates and its CRS")
     parser.add_argument("--out", required=True, help="output folder")
     return parser
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one-line UserErrors (exit status 2 through main.py)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see python main.py segment detect --help)")
 
 
 def detect_command(argv: Sequence[str]) -> int:

@@ -25,17 +25,10 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from deephyperx.errors import UserError
-from deephyperx.monitoring_cli import add_monitoring_arguments
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line (no usage block), exit status 2 through main.py."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see python main.py segment --help)")
-
+from deephyperx.command_line import OneLineParser, add_monitoring_arguments
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="main.py segment", description=__doc__,
+    parser = OneLineParser(prog="main.py segment", help_hint="python main.py segment --help", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     tiles = parser.add_argument_group("tile set (a catalogue name, a .yaml declaration, or files)")
     tiles.add_argument("--dataset", help="tile set name (see `main.py segment list`) or a tile-set .yaml file")
@@ -207,7 +200,7 @@ def command(argv: list[str]) -> int:
         print_listing()
         return 0
     from main import DEFAULT_FOLDER
-    from deephyperx.monitoring_cli import monitor_factory, redact_secrets
+    from deephyperx.command_line import monitor_factory, redact_secrets
     from deephyperx.config import load_yaml_config
     from deephyperx.registry import get_spec, list_models, require_family
     from deephyperx.segmentation_run import resolve_segmentation_config, run_segmentation_experiment

@@ -25,6 +25,7 @@ import torch
 from deephyperx import checkpoint as ckpt
 from deephyperx import segmentation_steps  # noqa: F401  (registers the segmentation training steps)
 from deephyperx.atomic import atomic_path, atomic_write_text, replace_directory
+from deephyperx.config import apply_layers
 from deephyperx.errors import UserError
 from deephyperx.file_monitor import FileMonitor
 from deephyperx.metrics import (CLASS_MEANS, OVERALL_METRICS, aggregate_runs, confusion_matrix, mean_and_std,
@@ -82,21 +83,7 @@ def resolve_segmentation_config(spec: ModelSpec, *layers: Mapping[str, Any]) -> 
     config: dict[str, Any] = {**SEGMENT_DEFAULTS, **spec.training_defaults(), "model": spec.name}
     config["model_args"] = dict(spec.model_arguments())
     config["model_args"].pop("source_names", None)  # the runner names the sources itself
-    known = set(config)
-    for layer in layers:
-        for key, value in layer.items():
-            if value is None:
-                continue
-            if key not in known:
-                raise UserError(f"unknown setting '{key}'; known settings: {', '.join(sorted(known))}")
-            if key == "model_args":
-                unknown = set(value) - set(config["model_args"])
-                if unknown:
-                    raise UserError(f"model {spec.name} has no option {sorted(unknown)}; "
-                                    f"its options: {sorted(config['model_args']) or 'none'}")
-                config["model_args"].update(value)
-            else:
-                config[key] = value
+    apply_layers(config, spec.name, layers)
     if config["stride"] is None:
         config["stride"] = max(1, int(config["patch_size"]) // 2)
     validate_segmentation_config(config)

@@ -1,5 +1,6 @@
-"""The monitoring flags shared by ``main.py``, ``main.py generate`` and ``main.py segment``, and
-the optional monitors (visdom, TensorBoard) they ask for."""
+"""What the command lines of ``main.py``, ``main.py generate`` and ``main.py segment`` share: an
+argument parser whose errors are one line, the monitoring flags, and the optional monitors
+(visdom, TensorBoard) they ask for."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,18 @@ from typing import Callable, Optional, Sequence
 
 from deephyperx.errors import UserError
 from deephyperx.monitor import Monitor
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), raised as :class:`UserError` (exit
+    status 2 through main.py) and pointing at ``help_hint``."""
+
+    def __init__(self, *args, help_hint: str = "python main.py --help", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.help_hint = help_hint
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see {self.help_hint})")
 
 
 def add_monitoring_arguments(parser: argparse.ArgumentParser) -> None:
