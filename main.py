@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 import datasets
 import models  # noqa: F401  (registers the zoo)
 from deephyperx.config import load_yaml_config, resolve_config
+from deephyperx import distributed
 from deephyperx.errors import UserError
 from deephyperx.metrics import format_percent
 from deephyperx.command_line import OneLineParser, add_monitoring_arguments, monitor_factory, redact_secrets  # noqa: F401
@@ -216,9 +217,10 @@ def run_bench_command(argv: Sequence[str]) -> int:
     command = "python main.py " + " ".join(shlex.quote(a) for a in ["bench", *argv])
     rows = run_bench(args.datasets, args.models, lambda name: datasets.resolve_scene(name, folder), make_config,
                      Path(args.out), command)
-    for row in rows:
-        report_line({**row, "n_runs": row["runs"]})
-    print(f"table: {Path(args.out) / 'bench.md'}")
+    if distributed.is_main():
+        for row in rows:
+            report_line({**row, "n_runs": row["runs"]})
+        print(f"table: {Path(args.out) / 'bench.md'}")
     return 0
 
 
@@ -227,7 +229,12 @@ MODULE_COMMANDS = {
     "visdom": "deephyperx.visdom_server",  # start a local visdom server with its assets offline
     "generate": "deephyperx.generation_cli",  # train a spectrum generator, write spectra and a realism report
     "segment": "deephyperx.segmentation_cli",  # train and evaluate a segmentation model on aerial tiles
+    "map": "deephyperx.mapping_cli",  # map a scene of any size from a checkpoint, tile by tile (or on Dask)
+    "catalogue": "deephyperx.catalogue_cli",  # train one classifier on a catalogue of many scene files
 }
+
+#: Sub-commands that run in one process only (``main.py`` and ``bench`` run under torchrun).
+SINGLE_PROCESS_COMMANDS = ("visdom", "generate", "segment", "map", "catalogue")
 
 
 def run(argv: Sequence[str]) -> int:
@@ -236,6 +243,9 @@ def run(argv: Sequence[str]) -> int:
     if argv and argv[0] == "list":
         print_listing(markdown="--markdown" in argv[1:])
         return 0
+    if argv and argv[0] in SINGLE_PROCESS_COMMANDS and distributed.launched():
+        raise UserError(f"main.py {argv[0]} runs in one process; launch it without torchrun "
+                        "(torchrun runs main.py and main.py bench)")
     if argv and argv[0] in MODULE_COMMANDS:
         import importlib
 
@@ -262,12 +272,13 @@ def run(argv: Sequence[str]) -> int:
                         f"({scene.shape[0]}x{scene.shape[1]}); choose at most {min(scene.shape)}")
     if spec.family == "sklearn" and config["patch_size"] != 1:
         raise UserError(f"model {spec.name} classifies single spectra; drop --patch_size or use a neural model")
-    if notice:
+    if notice and distributed.is_main():
         print(notice, file=sys.stderr)
     monitors = monitor_factory(args)
     command = "python main.py " + " ".join(shlex.quote(a) for a in redact_secrets(argv))
     result = run_experiment(scene, config, command, monitors)
-    report_line(result)
+    if distributed.is_main():  # under torchrun every rank returns the metrics; one prints them
+        report_line(result)
     return 0
 
 

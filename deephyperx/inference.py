@@ -1,7 +1,9 @@
 """Full-scene inference, tiled and batched so that memory stays bounded.
 
-Centre-pixel models see one patch per pixel, a batch of pixels at a time. Dense models
-are slid over the scene with a stride; overlapping softmax outputs are averaged.
+Centre-pixel models see one patch per pixel, a batch of pixels at a time, or, when they have an
+exact fully convolutional form, one dense pass per tile (:mod:`deephyperx.dense_eval`).
+Models with dense outputs (a label per patch pixel) are slid over the scene with a stride;
+overlapping softmax outputs are averaged.
 """
 from __future__ import annotations
 
@@ -12,23 +14,61 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from deephyperx.dense_eval import DEFAULT_TILE_BYTES, dense_centre_logits, supports_dense
 from deephyperx.sampling import PatchSampler, patch_extent
 from deephyperx.steps import logits_of
+
+
+def mask_pixels(shape: tuple[int, int], mask: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of ``mask``'s pixels in np.nonzero order (all pixels, row-major, if None)."""
+    height, width = shape
+    if mask is None:
+        return np.divmod(np.arange(height * width), width)
+    return np.nonzero(mask)
+
+
+@torch.no_grad()
+def patch_logits(model: nn.Module, sampler: PatchSampler, batch_size: int, device: torch.device,
+                 rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+    """Float32 logits (n, K) on CPU of the pixels (rows, cols), one batch of patches at a time."""
+    rows_t, cols_t = torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)
+    parts = []
+    for start in range(0, len(rows_t), batch_size):
+        r, c = rows_t[start:start + batch_size], cols_t[start:start + batch_size]
+        inputs = [x.to(device) for x in sampler.patches(r, c)]
+        parts.append(logits_of(model(*inputs)).float().cpu())
+    return torch.cat(parts) if parts else torch.empty(0, 0)
+
+
+@torch.no_grad()
+def centre_logits(model: nn.Module, sampler: PatchSampler, batch_size: int, device: torch.device,
+                  mask: Optional[np.ndarray] = None, *, dense: Optional[bool] = None,
+                  tile_bytes: int = DEFAULT_TILE_BYTES) -> torch.Tensor:
+    """Float32 logits (n, K) on CPU of ``mask``'s pixels in np.nonzero order (every pixel in
+    row-major order when ``mask`` is None) by a centre-pixel model in eval mode.
+
+    Models with an exact fully convolutional pass (:func:`deephyperx.dense_eval.supports_dense`)
+    run it over tiles of the mask's bounding box, each tile's largest operation bounded by
+    ``tile_bytes``; the others run batches of ``batch_size`` patches. ``dense`` forces one path
+    (True on a model without a dense pass is an error); None picks the dense one when available."""
+    model.eval()
+    rows, cols = mask_pixels(sampler.shape, mask)
+    use_dense = supports_dense(model) if dense is None else dense
+    if use_dense and not supports_dense(model):
+        raise ValueError(f"{type(model).__name__} has no exact dense evaluation; pass dense=None or False")
+    if use_dense:
+        return dense_centre_logits(model, sampler, device, rows, cols, tile_bytes)
+    return patch_logits(model, sampler, batch_size, device, rows, cols)
 
 
 @torch.no_grad()
 def predict_centre(model: nn.Module, sampler: PatchSampler, batch_size: int, device: torch.device,
                    mask: Optional[np.ndarray] = None) -> np.ndarray:
     """Class of every pixel (or of ``mask``'s pixels; others get -1) by a centre-pixel model."""
-    model.eval()
-    height, width = sampler.shape
-    prediction = np.full((height, width), -1, dtype=np.int64)
-    rows, cols = np.nonzero(mask) if mask is not None else np.divmod(np.arange(height * width), width)
-    rows_t, cols_t = torch.as_tensor(rows), torch.as_tensor(cols)
-    for start in range(0, len(rows), batch_size):
-        r, c = rows_t[start:start + batch_size], cols_t[start:start + batch_size]
-        inputs = [x.to(device) for x in sampler.patches(r, c)]
-        prediction[r.numpy(), c.numpy()] = logits_of(model(*inputs)).argmax(1).cpu().numpy()
+    prediction = np.full(sampler.shape, -1, dtype=np.int64)
+    rows, cols = mask_pixels(sampler.shape, mask)
+    if len(rows):
+        prediction[rows, cols] = centre_logits(model, sampler, batch_size, device, mask).argmax(1).numpy()
     return prediction
 
 

@@ -3,6 +3,10 @@
 Each seed's run is written into ``<name>.partial/`` and renamed when complete, so a
 run folder is never half-written; an interrupted run resumes from the checkpoint in
 its ``.partial`` folder when the same command is given again.
+
+Under torchrun (:mod:`deephyperx.distributed`) every rank trains; rank 0 alone touches the run
+folders, monitors, maps the scene and writes the reports, and sends the others what they need
+(the checkpoint to resume from, the final metrics).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import numpy as np
 import torch
 
 from deephyperx import checkpoint as ckpt
+from deephyperx import distributed
 from deephyperx.atomic import atomic_path, atomic_write_text, replace_directory
 from deephyperx.config import experiment_id, model_band_count, to_yaml
 from deephyperx.errors import UserError
@@ -144,6 +149,10 @@ class SingleRun:
         self.synthetic: Optional[SyntheticDraw] = None
 
     def execute(self) -> dict[str, Any]:
+        join_process_group(self.config)
+        if distributed.world_size() > 1 and self.spec.family != "neural":
+            raise UserError(f"model {self.spec.name} is a {self.spec.family} model; distributed training (torchrun) "
+                            "is for neural models: run it in one process (python main.py ...)")
         seed_everything(self.seed)
         self.config = resolve_synthetic_settings(self.config, self.spec.family, self.seed)
         split = make_split(self.scene, self.config, self.seed)  # bad splits fail before any folder exists
@@ -151,17 +160,21 @@ class SingleRun:
         model = self._build_model(restored)  # an impossible model fails before any folder exists
         if self.config.get("synthetic"):  # a bad synthetic file fails before any folder exists too
             self.synthetic = draw_synthetic(self.config, self.scene, split.train, self.seed)
-        resume = self._prepare_partial()
+        # rank 0 alone prepares the folder; every rank resumes from the checkpoint it found there
+        resume = distributed.broadcast_object(self._prepare_partial() if distributed.is_main() else None)
         try:
             return self._execute(split, restored, model, resume)
         except UserError:
-            if not (self.partial / "checkpoint.pt").is_file():  # nothing worth resuming: leave no trace
+            if distributed.is_main() and not (self.partial / "checkpoint.pt").is_file():  # leave no trace
                 shutil.rmtree(self.partial, ignore_errors=True)
                 with contextlib.suppress(OSError):  # the experiment folder too, if this made it empty
                     self.partial.parent.rmdir()
             raise
 
     def _execute(self, split: Split, restored: Optional[dict], model: Any, resume: Optional[dict]) -> dict[str, Any]:
+        if not distributed.is_main():  # train alongside rank 0, then take its metrics
+            self._run_neural(split, restored, Monitors([]), resume, model)
+            return distributed.broadcast_object(None)
         epochs = self.config["epoch"] if self.spec.family == "neural" else None
         monitor = Monitors([ConsoleMonitor(epochs), JsonLinesMonitor(self.partial / "metrics.jsonl"),
                             FileMonitor(self.partial), *self.extra_monitors])
@@ -187,7 +200,7 @@ class SingleRun:
         self._write_reports(metrics, cm, prediction, split)
         monitor.run_ended(metrics)
         replace_directory(self.partial, self.final_dir)
-        return metrics
+        return distributed.broadcast_object(metrics)
 
     def _show_scene(self, monitor: Monitor) -> None:
         """Send the monitors what the scene looks like: RGB composite, ground truth, class spectra."""
@@ -294,7 +307,7 @@ class SingleRun:
     def _run_neural(self, split: Split, restored: Optional[dict], monitor: Monitor,
                     resume: Optional[dict], model: torch.nn.Module) -> tuple[np.ndarray, dict]:
         cfg = self.config
-        device = resolve_device(cfg["cuda"])
+        device = distributed.rank_device(resolve_device(cfg["cuda"]))
         inputs = list(cfg["inputs"])
         rasters, features = self._features(split.train, restored, inputs)
         train_labels = np.where(split.train, self.scene.labels, IGNORE)
@@ -322,6 +335,8 @@ class SingleRun:
             trainer.load_state_dict(resume)
             monitor.text(f"resuming {self.final_dir.name} from epoch {resume['epoch']} ({self.partial})")
         state = trainer.fit()
+        if not distributed.is_main():
+            return None, {}
         started = time.perf_counter()
         batch = max(cfg["batch_size"], 256)
         if dense:
@@ -336,6 +351,8 @@ class SingleRun:
                 "final_train_loss": state.history[-1]["train_loss"] if state.history else None}
         if self.synthetic is not None:
             info["synthetic"] = self.synthetic.info
+        if distributed.world_size() > 1:
+            info["world_size"] = distributed.world_size()
         return prediction, info
 
     # --- reports ---------------------------------------------------------------------------------
@@ -358,6 +375,12 @@ class SingleRun:
 
 # ----- several runs --------------------------------------------------------------------------------
 
+def join_process_group(config: dict[str, Any]) -> None:
+    """Join the torchrun process group when launched by torchrun (NCCL when training on GPUs)."""
+    cuda = config.get("cuda")
+    distributed.init(use_cuda=cuda is not None and cuda >= 0 and torch.cuda.is_available())
+
+
 def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] = None,
                    extra_monitors: Optional[Callable[[int], list[Monitor]]] = None,
                    reuse_finished: bool = False) -> dict[str, Any]:
@@ -366,25 +389,30 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
     With ``reuse_finished`` (the benchmark's resume), a seed whose folder is complete is read back
     instead of run again; an interrupted seed resumes from its checkpoint either way.
     """
+    join_process_group(config)
     # a --synthetic file's checksum joins the experiment's identity (its folder name)
     config = resolve_synthetic_settings(config, get_spec(config["model"]).family)
     folder = run_folder_names(config, scene)
+    main = distributed.is_main()
     runs = []
     for i in range(config["runs"]):
         seed = int(config["seed"]) + i
         done = folder / f"seed{seed}" / "metrics.json"
-        if reuse_finished and done.is_file():
-            runs.append(load_json(done))
-            continue
-        monitors = extra_monitors(seed) if extra_monitors else None
+        if reuse_finished:  # rank 0 reads the finished run and tells the others
+            finished = distributed.broadcast_object(load_json(done) if main and done.is_file() else None)
+            if finished is not None:
+                runs.append(finished)
+                continue
+        monitors = extra_monitors(seed) if extra_monitors and main else None
         runs.append(SingleRun(scene, config, seed, folder / f"seed{seed}", monitors).execute())
     aggregate = aggregate_runs(runs)
     aggregate.update({"scene": scene.name, "model": config["model"], "folder": str(folder),
                       "command": command, "config": config,
                       "runs": [{k: run.get(k) for k in RUN_FACTS} for run in runs]})
-    save_json(folder / "results.json", aggregate)
-    atomic_write_text(folder / "results.md", aggregate_markdown(
-        f"{config['model']} on {scene.name}", aggregate, scene.class_names, [command] if command else None))
+    if main:
+        save_json(folder / "results.json", aggregate)
+        atomic_write_text(folder / "results.md", aggregate_markdown(
+            f"{config['model']} on {scene.name}", aggregate, scene.class_names, [command] if command else None))
     return aggregate
 
 

@@ -3,10 +3,15 @@
 Seeding is per epoch (the batch order, augmentation and dropout of epoch ``e`` depend
 only on the run seed and ``e``), so a run resumed from its checkpoint at epoch ``e``
 continues exactly as the uninterrupted run would have.
+
+Launched by torchrun (see :mod:`deephyperx.distributed`), the same loop trains data-parallel:
+every rank draws the same epoch order and trains on its own shard of it, ``batch_size`` per rank;
+rank 0 validates, broadcasts the scores and writes the checkpoints.
 """
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from deephyperx import distributed
 from deephyperx.checkpoint import save_checkpoint
+from deephyperx.errors import UserError
 from deephyperx.monitor import Monitor
 from deephyperx.sampling import BatchMaker
 from deephyperx.scene import IGNORE
@@ -72,21 +79,53 @@ def build_scheduler(optimizer: torch.optim.Optimizer, spec: Optional[dict], epoc
     raise UserError(f"unknown scheduler '{name}'; choose plateau, multistep, cosine or none")
 
 
+def sample_order(n: int, generator: Optional[torch.Generator] = None, shuffle: bool = False,
+                 n_samples: Optional[int] = None) -> torch.Tensor:
+    """The sample indices of one epoch: ``0..n-1`` (shuffled if asked), or, with ``n_samples``,
+    ``n_samples`` indices drawn as successive shuffled passes."""
+    if n_samples is None:
+        return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if n == 0:
+        return torch.arange(0)
+    passes = -(-n_samples // n)
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])[:n_samples]
+
+
+class OrderedMaker:
+    """The samples of ``maker`` at positions ``order`` (an epoch's shard), as a maker of its own."""
+
+    def __init__(self, maker: BatchMaker, order: torch.Tensor):
+        self.maker, self.order = maker, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def make(self, index: torch.Tensor, generator: Optional[torch.Generator] = None, augment: bool = False):
+        return self.maker.make(self.order[index], generator=generator, augment=augment)
+
+
 def batches(maker: BatchMaker, batch_size: int, generator: Optional[torch.Generator] = None,
             augment: bool = False, shuffle: bool = False, n_samples: Optional[int] = None):
     """Yield the batches of one pass over ``maker``'s samples, or, with ``n_samples``, of
     ``n_samples`` samples drawn as successive shuffled passes (an epoch defined by a sample count,
     for models whose schedule is counted in iterations: GANs, tile samplers)."""
-    n = len(maker)
-    if n_samples is None:
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    elif n == 0:
-        order = torch.arange(0)
-    else:
-        passes = -(-n_samples // n)
-        order = torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])[:n_samples]
+    order = sample_order(len(maker), generator, shuffle, n_samples)
     for start in range(0, len(order), batch_size):
         yield maker.make(order[start:start + batch_size], generator=generator, augment=augment)
+
+
+def training_batches(maker: BatchMaker, batch_size: int, seed: int, epoch: int, n_samples: Optional[int] = None,
+                     rank: int = 0, world: int = 1):
+    """The augmented training batches of ``epoch`` for ``rank`` of ``world`` processes.
+
+    Every rank draws the same order from the epoch's stream ``(seed, epoch, 2)`` and takes its
+    :func:`~deephyperx.distributed.shard`; augmentation then continues that stream on rank 0 (so
+    one process draws exactly what :func:`batches` with ``shuffle=True`` would) and uses the rank's
+    own stream ``(seed, epoch, 2, rank)`` elsewhere."""
+    generator = torch_generator(seed, epoch, 2)
+    order = distributed.shard(sample_order(len(maker), generator, shuffle=True, n_samples=n_samples), rank, world)
+    augmentation = generator if rank == 0 else torch_generator(seed, epoch, 2, rank)
+    return batches(OrderedMaker(maker, order), batch_size, augmentation, augment=True)
 
 
 @torch.no_grad()
@@ -115,11 +154,19 @@ def validate(model: nn.Module, step: TrainingStep, maker: BatchMaker, ctx: StepC
 
 
 class Trainer:
-    """Train ``model`` with ``step`` on ``data`` under ``config``; checkpoint after every epoch."""
+    """Train ``model`` with ``step`` on ``data`` under ``config``; checkpoint after every epoch.
+
+    In a torchrun process group the step trains ``self.network`` (the model in
+    DistributedDataParallel) while ``self.model`` stays the plain model (validated, checkpointed
+    and used for inference by rank 0, loadable by a single process)."""
 
     def __init__(self, model: nn.Module, step: TrainingStep, data: TrainingData, config: dict[str, Any],
                  monitor: Monitor, device: torch.device, checkpoint_path: Optional[Path] = None,
                  checkpoint_extra: Optional[Callable[[], dict]] = None):
+        if distributed.launched() and not distributed.active():
+            raise UserError(f"this command trains in one process but was launched by torchrun "
+                            f"(WORLD_SIZE={os.environ.get('WORLD_SIZE')}); run it with python "
+                            "(data-parallel training is `torchrun ... main.py --model ...`)")
         self.model = model.to(device)
         self.step = step
         self.data = data
@@ -129,6 +176,10 @@ class Trainer:
         self.checkpoint_path = checkpoint_path
         self.checkpoint_extra = checkpoint_extra or (lambda: {})
         self.optimizers = step.build_optimizers(self.model, config)
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        if self.world > 1:
+            distributed.require_data_parallel_step(step, self.optimizers, config)
+        self.network = distributed.wrap_model(self.model, device)
         self.scheduler = build_scheduler(self.optimizers["model"], config.get("scheduler"), config["epoch"]) \
             if "model" in self.optimizers else None
         weights = data.class_weights.to(device) if data.class_weights is not None else None
@@ -147,6 +198,7 @@ class Trainer:
             "train_seconds": self.state.train_seconds,
             "rng_states": rng_states(),
             "config": self.config,
+            "world_size": self.world,
             **self.checkpoint_extra(),
         }
 
@@ -167,22 +219,20 @@ class Trainer:
         while self.state.epoch < epochs:
             epoch = self.state.epoch
             started = time.perf_counter()
-            torch.manual_seed(derived_seed(seed, epoch, 1))
-            generator = torch_generator(seed, epoch, 2)
+            torch.manual_seed(derived_seed(seed, epoch, 1, *distributed.rank_keys()))
             unlabelled = self._unlabelled_stream(seed, epoch)
-            self.model.train()
+            self.network.train()
             losses = []
-            for batch in batches(self.data.train, batch_size, generator, augment=True, shuffle=True,
-                                 n_samples=cfg.get("epoch_samples")):
+            for batch in training_batches(self.data.train, batch_size, seed, epoch, cfg.get("epoch_samples"),
+                                          self.rank, self.world):
                 if unlabelled is not None:
                     batch.unlabelled = next(unlabelled).inputs
-                logs = self.step(self.model, batch.to(self.device), self.optimizers, self.ctx)
+                logs = self.step(self.network, batch.to(self.device), self.optimizers, self.ctx)
                 self.state.step += 1
                 losses.append(logs["loss"])
                 self.monitor.iteration(self.state.step, logs)
-            record = {"train_loss": float(np.mean(losses)) if losses else math.nan}
-            if self.data.validation is not None and len(self.data.validation):
-                record.update(self.step.validate(self.model, self.data.validation, self.ctx, batch_size))
+            record = {"train_loss": self._mean_loss(losses)}
+            record.update(self._validation_scores(batch_size))
             record["lr"] = float(self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"])
             self._scheduler_step(record)
             self.state.train_seconds += time.perf_counter() - started
@@ -190,11 +240,25 @@ class Trainer:
             self.state.epoch += 1
             self.monitor.epoch_ended(epoch, record)
             self.step.epoch_ended(self.model, epoch, self.data, self.ctx, self.monitor)
-            if self.checkpoint_path is not None:
+            if self.checkpoint_path is not None and self.rank == 0:
                 save_checkpoint(self.checkpoint_path, self.state_dict())
             if stop_after_epoch is not None and self.state.epoch >= stop_after_epoch:
                 break
         return self.state
+
+    def _mean_loss(self, losses: list[float]) -> float:
+        """The epoch's mean training loss (over every rank's batches when distributed)."""
+        if self.world > 1:
+            return distributed.mean_across_ranks(losses)
+        return float(np.mean(losses)) if losses else math.nan
+
+    def _validation_scores(self, batch_size: int) -> dict[str, float]:
+        """The step's validation scores, computed by rank 0 on the plain model and sent to every
+        rank, so that a scheduler driven by them steps identically everywhere."""
+        if self.data.validation is None or not len(self.data.validation):
+            return {}
+        scores = self.step.validate(self.model, self.data.validation, self.ctx, batch_size) if self.rank == 0 else None
+        return distributed.broadcast_object(scores)
 
     def _scheduler_step(self, record: dict[str, float]) -> None:
         if self.scheduler is None:
@@ -208,7 +272,7 @@ class Trainer:
         """An endless shuffled stream of unlabelled batches for semi-supervised steps."""
         if not self.step.needs_unlabelled or self.data.unlabelled is None or not len(self.data.unlabelled):
             return None
-        generator = torch_generator(seed, epoch, 3)
+        generator = torch_generator(seed, epoch, 3, *distributed.rank_keys())
         size = int(self.config["batch_size"])
 
         def stream():

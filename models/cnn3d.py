@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from deephyperx.dense_eval import dense_conv, dense_linear, dense_max_pool
 from deephyperx.errors import UserError
 from deephyperx.registry import register_model
 
@@ -104,6 +105,20 @@ class Hamida3D(nn.Module):
         for layer in (self.conv1, self.pool1, self.conv2, self.pool2, self.conv3, self.conv4):
             x = F.relu(layer(x))
         return self.fc(x.flatten(1))
+
+    def dense_exact(self) -> bool:
+        """Dense evaluation is exact only when both 3x3 convolutions are spatially valid (patches of
+        at least 5x5): a layer padded inside a narrower patch sees the patch border."""
+        return self.conv1.padding[1] == 0 and self.conv2.padding[1] == 0
+
+    def dense_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, K, h, w) of every patch of a (N, bands, H, W) tile in one fully convolutional
+        pass (see :mod:`deephyperx.dense_eval`); needs :meth:`dense_exact`."""
+        x, dilation = as_volume(x), 1
+        for layer in (self.conv1, self.pool1, self.conv2, self.pool2, self.conv3, self.conv4):
+            x, dilation = dense_conv(layer, x, dilation)
+            x = x.relu_()  # in place: a fresh output of the convolution
+        return dense_linear(self.fc, x, dilation)
 
 
 # ----- Lee & Kwon 2016/2017 ------------------------------------------------------------------------
@@ -239,6 +254,17 @@ class Chen3D(nn.Module):
         x = self.dropout(F.relu(self.conv3(x)))
         return self.fc(x.flatten(1))
 
+    def dense_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, K, h, w) of every patch of a (N, bands, H, W) tile in one fully convolutional
+        pass: the 2x2 poolings run with stride 1 and dilate what follows (see
+        :mod:`deephyperx.dense_eval`)."""
+        x, dilation = dense_conv(self.conv1, as_volume(x), 1)
+        x, dilation = dense_max_pool(self.pool, x.relu_(), dilation)
+        x, dilation = dense_conv(self.conv2, self.dropout(x), dilation)
+        x, dilation = dense_max_pool(self.pool, x.relu_(), dilation)
+        x, dilation = dense_conv(self.conv3, self.dropout(x), dilation)
+        return dense_linear(self.fc, self.dropout(x.relu_()), dilation)
+
 
 # ----- Li et al. 2017 ------------------------------------------------------------------------------
 
@@ -273,6 +299,13 @@ class Li3D(nn.Module):
         x = F.relu(self.conv2(F.relu(self.conv1(as_volume(x)))))
         return self.fc(x.flatten(1))
 
+    def dense_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, K, h, w) of every patch of a (N, bands, H, W) tile in one fully convolutional
+        pass (see :mod:`deephyperx.dense_eval`)."""
+        x, dilation = dense_conv(self.conv1, as_volume(x), 1)
+        x, dilation = dense_conv(self.conv2, x.relu_(), dilation)
+        return dense_linear(self.fc, x.relu_(), dilation)
+
 
 # ----- He et al. 2017 ------------------------------------------------------------------------------
 
@@ -289,6 +322,15 @@ class SpectralMultiScale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(sum(branch(x) for branch in self.branches))
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` over a dense tile (1x1 spatial kernels: the same function, through
+        :func:`~deephyperx.dense_eval.dense_conv`, which keeps large one-sample tiles fast, and
+        summed in place)."""
+        out = dense_conv(self.branches[0], x, 1)[0]
+        for branch in self.branches[1:]:
+            out += dense_conv(branch, x, 1)[0]  # in place: the tile's maps are large
+        return out.relu_()
 
 
 @register_model("he", patch_size=7, epoch=100, batch_size=40, optimizer="adagrad", lr=0.01, weight_decay=0.01,
@@ -328,3 +370,13 @@ class HeMultiScale3D(nn.Module):
         x = self.block3(self.block2(F.relu(self.conv1(as_volume(x)))))
         x = self.pool(F.relu(self.conv4(x)))
         return self.fc(self.dropout(x.flatten(1)))
+
+    def dense_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, K, h, w) of every patch of a (N, bands, H, W) tile in one fully convolutional
+        pass: the 2x2 pooling runs with stride 1 and dilates the classifier (see
+        :mod:`deephyperx.dense_eval`)."""
+        x, dilation = dense_conv(self.conv1, as_volume(x), 1)
+        x = self.block3.dense(self.block2.dense(x.relu_()))
+        x, dilation = dense_conv(self.conv4, x, dilation)
+        x, dilation = dense_max_pool(self.pool, x.relu_(), dilation)
+        return dense_linear(self.fc, self.dropout(x), dilation)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from deephyperx.dense_eval import dense_conv, dense_linear, pointwise_linear
 from deephyperx.errors import UserError
 from deephyperx.registry import register_model
 
@@ -188,3 +190,16 @@ class HybridSN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         volumes = self.spectral_spatial(x.unsqueeze(1))  # (N, 32, B-12, P-6, P-6)
         return self.classifier(self.spatial(volumes.flatten(1, 2)))
+
+    def dense_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, K, h, w) of every patch of a (N, bands, H, W) tile in one fully convolutional
+        pass: every convolution is valid and unstrided, the first fully connected layer becomes a
+        (P-8)x(P-8) convolution (see :mod:`deephyperx.dense_eval`)."""
+        x = x.unsqueeze(1)
+        for layer in self.spectral_spatial:
+            x = dense_conv(layer, x, 1)[0] if isinstance(layer, nn.Conv3d) else layer(x)
+        x = F.relu(dense_conv(self.spatial[0], x.flatten(1, 2), 1)[0])
+        _, fc1, relu1, drop1, fc2, relu2, drop2, fc3 = self.classifier
+        x = drop1(relu1(dense_linear(fc1, x, 1)))
+        x = drop2(relu2(pointwise_linear(fc2, x)))
+        return pointwise_linear(fc3, x)

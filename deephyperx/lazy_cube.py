@@ -1,0 +1,528 @@
+"""Hyperspectral cubes opened without loading them: windows are read on demand.
+
+:func:`open_lazy_cube` returns a :class:`LazyCube` of shape (H, W, B) whose :meth:`LazyCube.read`
+gives one (row0, row1, col0, col1) window as float32, whatever the file holds:
+
+* ``.npy`` (header read by ``np.load(mmap_mode='r')``), ENVI (``.hdr``, header read by
+  ``spectral``; BIP, BIL or BSQ) and uncompressed, contiguous (Geo)TIFF: positional reads of the
+  window's bytes (:class:`RawCube`);
+* HDF5 (``.h5``, ``.hdf5``, MATLAB v7.3 ``.mat``): a slice of the dataset, so only the chunks the
+  window touches are read (MATLAB's column-major arrays are seen transposed by HDF5: undone here,
+  as :mod:`deephyperx.readers` does);
+* compressed or tiled (Geo)TIFF: rasterio windows when rasterio is installed, else only the strips
+  or tiles the window touches, decoded by tifffile.
+
+Positional reads rather than memory maps keep what a window costs predictable: the kernel maps
+pages around each page a memory map touches, several times a narrow window's size. MATLAB v5
+files cannot be read by window: they are loaded whole (they are small by nature;
+:attr:`LazyCube.resident_bytes` tells the memory budget).
+
+:attr:`LazyCube.georeference` keeps what is needed to give a map the cube's georeferencing
+(GeoTIFF tags, ENVI ``map info``). A window that cannot be read raises a one-line
+:class:`~deephyperx.errors.UserError` naming the file and the window.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from deephyperx.errors import UserError
+from deephyperx.readers import _choose_key, _h5_dataset_names, _MATLAB_NUMERIC
+from deephyperx.tiles import Raster, Window, _info_from_axes
+
+PathLike = Union[str, Path]
+
+#: GeoTIFF and GDAL tags read from a TIFF cube: code -> name.
+GEOTIFF_TAGS = {
+    33550: "ModelPixelScaleTag",
+    33922: "ModelTiepointTag",
+    34264: "ModelTransformationTag",
+    34735: "GeoKeyDirectoryTag",
+    34736: "GeoDoubleParamsTag",
+    34737: "GeoAsciiParamsTag",
+}
+GDAL_METADATA, GDAL_NODATA = 42112, 42113
+
+
+@dataclass(frozen=True)
+class TiffTag:
+    """One TIFF tag as tifffile writes it: code, data type letter, count and value."""
+
+    code: int
+    dtype: str
+    count: int
+    value: Any
+
+    def extratag(self) -> tuple[int, str, int, Any, bool]:
+        """The tuple ``tifffile.TiffWriter.write(extratags=...)`` takes."""
+        return self.code, self.dtype, self.count, self.value, True
+
+
+@dataclass(frozen=True)
+class Georeference:
+    """Where a cube lies on Earth: GeoTIFF tags (pixel scale, tie points, transformation, geo keys
+    and their parameters), ENVI header fields (``map info``, ``coordinate system string``), and the
+    GDAL no-data value and metadata of the source (kept for the record: they describe the cube's
+    values, not a class map's)."""
+
+    geotiff: tuple[TiffTag, ...] = ()
+    envi: dict[str, Any] = field(default_factory=dict)
+    nodata: Optional[str] = None
+    gdal_metadata: Optional[str] = None
+
+    def tiff_tags(self) -> list[tuple[int, str, int, Any, bool]]:
+        """Geo tags for a TIFF map: the cube's GeoTIFF tags, else the pixel scale and tie point of
+        an unrotated ENVI ``map info`` (its coordinate system stays in the map's JSON description)."""
+        if self.geotiff:
+            return [tag.extratag() for tag in self.geotiff]
+        placement = envi_placement(self.envi.get("map info"))
+        if placement is None:
+            return []
+        (ref_col, ref_row, easting, northing), (x_size, y_size) = placement
+        return [(33550, "d", 3, (x_size, y_size, 0.0), True),
+                (33922, "d", 6, (ref_col, ref_row, 0.0, easting, northing, 0.0), True)]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (TIFF tag values as lists)."""
+        return {"geotiff": {GEOTIFF_TAGS[t.code]: _plain(t.value) for t in self.geotiff},
+                "envi": {k: _plain(v) for k, v in self.envi.items()},
+                "nodata": self.nodata, "gdal_metadata": self.gdal_metadata}
+
+
+def envi_placement(map_info: Any) -> Optional[tuple[tuple[float, ...], tuple[float, float]]]:
+    """From ENVI ``map info`` ({projection, ref x, ref y, easting, northing, x size, y size, ...}):
+    the tie point (0-based column and row, easting, northing) and pixel size; None when absent,
+    unreadable or rotated."""
+    if not map_info:
+        return None
+    items = [s.strip() for s in (map_info if isinstance(map_info, (list, tuple)) else
+                                 str(map_info).strip("{} ").split(","))]
+    if any(s.lower().startswith("rotation") for s in items):
+        return None
+    try:
+        ref_x, ref_y, easting, northing, x_size, y_size = (float(v) for v in items[1:7])
+    except (ValueError, IndexError):
+        return None
+    return (ref_x - 1.0, ref_y - 1.0, easting, northing), (x_size, y_size)
+
+
+def _plain(value: Any) -> Any:
+    """A tag or header value as JSON-ready data."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, (tuple, list, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ----- the cube -------------------------------------------------------------------------------
+
+class LazyCube:
+    """A (H, W, B) cube on disk; subclasses read one window of it in the file's own layout."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, key: Optional[str] = None,
+                 georeference: Optional[Georeference] = None) -> None:
+        self.path, self.key, self.georeference = path, key, georeference
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of the cube held in memory (0: it stays on disk)."""
+        return 0
+
+    @property
+    def read_bytes_per_value(self) -> int:
+        """Peak bytes per value of a window while it is read: the float32 result, plus a buffer in
+        the file's type when the values need converting (a memory budget counts on it)."""
+        return 4 if self.dtype == np.dtype(np.float32) else 4 + self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the whole cube in the file's data type."""
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies this cube's content for a resumable job: resolved path, key, size, mtime."""
+        stat = os.stat(self.path)
+        return {"path": str(self.path.resolve()), "key": self.key, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+    def read(self, window: Window) -> np.ndarray:
+        """The window (row0, row1, col0, col1), half-open, as a float32 (h, w, B) array."""
+        r0, r1, c0, c1 = (int(v) for v in window)
+        height, width = self.shape[:2]
+        if not (0 <= r0 < r1 <= height and 0 <= c0 < c1 <= width):
+            raise UserError(f"{self.path}: window rows {r0}:{r1}, cols {c0}:{c1} lies outside the "
+                            f"{height}x{width} cube")
+        try:
+            block = self._read(r0, r1, c0, c1)
+        except UserError:
+            raise
+        except Exception as exc:  # a library failure on a damaged file becomes one actionable line
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise UserError(f"{self.path}: cannot read window rows {r0}:{r1}, cols {c0}:{c1} ({detail}); "
+                            "the file may be truncated or corrupt: export or copy it again") from None
+        return np.asarray(block, dtype=np.float32).reshape(r1 - r0, c1 - c0, self.shape[2])
+
+    def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ArrayCube(LazyCube):
+    """A cube already in memory (MATLAB v5 files, or an array given directly)."""
+
+    def __init__(self, path: Path, array: np.ndarray, key: Optional[str] = None) -> None:
+        array = _as_cube(array, path)
+        super().__init__(path, array.shape, array.dtype, key)
+        self.array = array
+
+    @property
+    def resident_bytes(self) -> int:
+        return int(self.array.nbytes)
+
+    def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return self.array[r0:r1, c0:c1]
+
+
+class RawCube(LazyCube):
+    """A cube stored uncompressed at ``offset`` of its file, in one of three layouts of (rows Y,
+    columns X, bands B): ``"YXB"`` (.npy, ENVI BIP, pixel-interleaved TIFF), ``"YBX"`` (ENVI BIL) or
+    ``"BYX"`` (ENVI BSQ, planar TIFF). Windows are read with positional reads straight into the
+    result: a memory map would also do, but the kernel maps pages around each one touched
+    (fault-around, read-ahead), which makes a narrow window of a wide cube cost the process several
+    times its size in resident memory."""
+
+    LAYOUTS = ("YXB", "YBX", "BYX")
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, layout: str, offset: int,
+                 georeference: Optional[Georeference] = None) -> None:
+        if layout not in self.LAYOUTS:
+            raise ValueError(f"layout {layout!r} is not one of {self.LAYOUTS}")
+        super().__init__(path, shape, dtype, None, georeference)
+        self.layout, self.offset = layout, int(offset)
+
+    @property
+    def read_bytes_per_value(self) -> int:
+        native = self.dtype == np.dtype(np.float32)  # read straight into the result
+        return 4 if native else 4 + self.dtype.itemsize
+
+    def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        height, width, bands = self.shape
+        size = self.dtype.itemsize
+        out = np.empty((r1 - r0, c1 - c0, bands), dtype=self.dtype)
+        with open(self.path, "rb", buffering=0) as handle:
+            fd = handle.fileno()
+            if self.layout == "YXB":
+                for i, row in enumerate(range(r0, r1)):
+                    _pread_into(fd, out[i], self.offset + (row * width + c0) * bands * size)
+            elif self.layout == "YBX":
+                line = np.empty((bands, width), dtype=self.dtype)
+                for i, row in enumerate(range(r0, r1)):
+                    _pread_into(fd, line, self.offset + row * bands * width * size)
+                    out[i] = line[:, c0:c1].T
+            else:
+                plane = np.empty((r1 - r0, c1 - c0), dtype=self.dtype)
+                for band in range(bands):
+                    start = self.offset + (band * height * width) * size
+                    for i, row in enumerate(range(r0, r1)):
+                        _pread_into(fd, plane[i], start + (row * width + c0) * size)
+                    out[:, :, band] = plane
+        return out
+
+
+def _pread_into(fd: int, target: np.ndarray, offset: int) -> None:
+    """Fill the contiguous array ``target`` with the bytes of file ``fd`` at ``offset``."""
+    view = memoryview(target).cast("B")
+    done = 0
+    while done < len(view):
+        count = os.preadv(fd, [view[done:]], offset + done)
+        if count == 0:
+            raise ValueError(f"the file ends at byte {offset + done}, before the window's data")
+        done += count
+
+
+class HDF5Cube(LazyCube):
+    """An HDF5 dataset (or a MATLAB v7.3 variable, stored transposed) read by slices."""
+
+    def __init__(self, path: Path, key: str, shape: tuple[int, int, int], dtype: np.dtype, matlab: bool) -> None:
+        super().__init__(path, shape, dtype, key)
+        self.matlab = matlab
+
+    def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        import h5py
+
+        with h5py.File(self.path, "r") as handle:
+            dataset = handle[self.key]
+            if not self.matlab:
+                block = dataset[r0:r1, c0:c1] if dataset.ndim == 3 else dataset[r0:r1, c0:c1][:, :, None]
+                return block
+            block = dataset[:, c0:c1, r0:r1] if dataset.ndim == 3 else dataset[c0:c1, r0:r1][None]
+        return block.T
+
+
+class TiffMemmapCube(LazyCube):
+    """A TIFF whose pixels are uncompressed and contiguous but laid out along more than three axes:
+    a memory map at their offset, for each read."""
+
+    def __init__(self, path: Path, series_shape: tuple[int, ...], axes: str, file_dtype: np.dtype, offset: int,
+                 georeference: Georeference) -> None:
+        self.series_shape, self.axes, self.offset = tuple(series_shape), axes, offset
+        super().__init__(path, _tiff_cube_shape(self.series_shape, axes, path), file_dtype, None, georeference)
+
+    @property
+    def read_bytes_per_value(self) -> int:
+        return 4 + 3 * self.dtype.itemsize  # pages mapped around the window's, and its copy
+
+    def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        data = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=self.series_shape)
+        return Raster(str(self.path), data, self.axes).read((r0, r1, c0, c1)).astype(np.float32, copy=False)
+
+
+class TiffSegmentCube(LazyCube):
+    """A compressed, tiled or stripped TIFF: only the strips or tiles a window touches are read and
+    decoded (by tifffile). Bands are either samples of one page (contiguous or planar) or pages."""
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, georeference: Georeference,
+                 bands_are_pages: bool) -> None:
+        super().__init__(path, shape, dtype, None, georeference)
+        self.bands_are_pages = bands_are_pages
+
+    def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        import tifffile
+
+        out = np.empty((r1 - r0, c1 - c0, self.shape[2]), dtype=np.float32)
+        with tifffile.TiffFile(self.path) as tif:
+            pages = tif.series[0].pages
+            if self.bands_are_pages:
+                for band, page in enumerate(pages):
+                    _decode_window(tif, page, (r0, r1, c0, c1), out[:, :, band:band + 1])
+            else:
+                _decode_window(tif, pages[0], (r0, r1, c0, c1), out)
+        return out
+
+
+class RasterioCube(LazyCube):
+    """A TIFF read by rasterio windows (any compression GDAL knows)."""
+
+    def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        import rasterio
+        from rasterio.windows import Window as RioWindow
+
+        with rasterio.open(self.path) as source:
+            block = source.read(window=RioWindow(c0, r0, c1 - c0, r1 - r0))
+        return np.moveaxis(block, 0, -1)
+
+
+def _decode_window(tif: Any, page: Any, window: Window, out: np.ndarray) -> None:
+    """Decode the strips or tiles of ``page`` that meet ``window`` into ``out`` (h, w, samples).
+
+    tifffile numbers segments along ``page.chunked``: [separate samples,] rows of segments, columns
+    of segments [, 1 for contiguous samples]; strips span the whole width (one column)."""
+    r0, r1, c0, c1 = window
+    key = page.keyframe  # the layout of pages after the first is their key frame's
+    if key.imagedepth > 1:
+        raise UserError(f"{tif.filename}: a volumetric TIFF (depth {key.imagedepth}) is no cube; "
+                        "export it with bands as samples or pages")
+    separate = key.planarconfig == 2 and key.samplesperpixel > 1
+    seg_h, seg_w = (key.tilelength, key.tilewidth) if key.is_tiled else (key.rowsperstrip, key.imagewidth)
+    first = 1 if separate else 0
+    tables = getattr(page, "jpegtables", None) or key.jpegtables
+    extra = {"jpegtables": tables} if tables is not None else {}
+    for index in range(math.prod(key.chunked)):
+        position = np.unravel_index(index, key.chunked)
+        y0, x0 = int(position[first]) * seg_h, int(position[first + 1]) * seg_w
+        if y0 >= r1 or y0 + seg_h <= r0 or x0 >= c1 or x0 + seg_w <= c0:
+            continue
+        tif.filehandle.seek(page.dataoffsets[index])
+        data = tif.filehandle.read(page.databytecounts[index])
+        segment, _, _ = key.decode(data, index, _fullsize=key.is_tiled, **extra)
+        if segment is None:
+            raise ValueError(f"strip or tile {index} holds no data")
+        segment = segment.reshape(segment.shape[-3:])  # (rows, cols, contiguous samples)
+        top, bottom = max(r0, y0), min(r1, y0 + segment.shape[0])
+        left, right = max(c0, x0), min(c1, x0 + segment.shape[1])
+        part = segment[top - y0:bottom - y0, left - x0:right - x0]
+        bands = slice(int(position[0]), int(position[0]) + 1) if separate else slice(None)
+        out[top - r0:bottom - r0, left - c0:right - c0, bands] = part
+
+
+# ----- opening --------------------------------------------------------------------------------
+
+def open_lazy_cube(path: PathLike, key: Optional[str] = None) -> LazyCube:
+    """Open the cube in ``path`` (``key``: the HDF5 dataset or MATLAB variable when there are
+    several) without reading its pixels; one-line :class:`UserError` on anything unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; give the cube file (.npy .h5 .hdf5 .mat .hdr .tif)")
+    suffix = path.suffix.lower()
+    opener = _OPENERS.get(suffix)
+    if opener is None:
+        raise UserError(f"{path}: unknown cube type '{suffix}'; use one of {', '.join(sorted(_OPENERS))} "
+                        "(for ENVI give the .hdr header)")
+    try:
+        cube = opener(path, key)
+    except UserError:
+        raise
+    except Exception as exc:  # a damaged header or a library failure becomes one actionable line
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UserError(f"{path}: cannot open this cube ({detail}); it may be truncated or corrupt") from None
+    if min(cube.shape) < 1:
+        raise UserError(f"{path}: the cube has shape {cube.shape}; it holds no pixels")
+    return cube
+
+
+def _as_cube(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.ndim == 2:
+        return array[:, :, None]
+    if array.ndim != 3:
+        raise UserError(f"{path}: an array of shape {array.shape} is no cube; give (rows, cols, bands)")
+    return array
+
+
+def _cube_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
+    if len(shape) not in (2, 3):
+        raise UserError(f"{path}: an array of shape {tuple(shape)} is no cube; give (rows, cols, bands)")
+    return (int(shape[0]), int(shape[1]), int(shape[2]) if len(shape) == 3 else 1)
+
+
+def _open_npy(path: Path, key: Optional[str]) -> LazyCube:
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise UserError(f"{path}: no NumPy .npy header; give a file written by numpy.save")
+    data = np.load(path, mmap_mode="r", allow_pickle=False)  # maps the file, reads only the header
+    if data.flags.f_contiguous and not data.flags.c_contiguous:
+        raise UserError(f"{path}: a Fortran-ordered .npy cannot be read by window efficiently; "
+                        "save it with numpy.save(path, numpy.ascontiguousarray(cube))")
+    return RawCube(path, _cube_shape(data.shape, path), data.dtype, "YXB", data.offset)
+
+
+def _open_hdf5(path: Path, key: Optional[str], matlab: bool = False) -> LazyCube:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        if matlab:
+            keys = [name for name, item in handle.items() if isinstance(item, h5py.Dataset)
+                    and not name.startswith("#") and item.dtype.kind in "biuf"]
+            chosen = _choose_key(path, key, keys, "MATLAB variable")
+        else:
+            chosen = _choose_key(path, key, _h5_dataset_names(handle), "dataset")
+        dataset = handle[chosen]
+        shape, dtype = tuple(dataset.shape), dataset.dtype
+    shape = tuple(reversed(shape)) if matlab else shape
+    return HDF5Cube(path, chosen, _cube_shape(shape, path), dtype, matlab)
+
+
+def _open_mat(path: Path, key: Optional[str]) -> LazyCube:
+    import h5py
+
+    if h5py.is_hdf5(str(path)):
+        return _open_hdf5(path, key, matlab=True)
+    import scipy.io
+
+    keys = [name for name, _, cls in scipy.io.whosmat(str(path)) if cls in _MATLAB_NUMERIC]
+    chosen = _choose_key(path, key, keys, "MATLAB variable")
+    return ArrayCube(path, np.asarray(scipy.io.loadmat(str(path), variable_names=[chosen])[chosen]), chosen)
+
+
+def _open_envi(path: Path, key: Optional[str]) -> LazyCube:
+    import spectral
+
+    image = spectral.open_image(str(path))
+    fields = {name: image.metadata[name] for name in ("map info", "coordinate system string", "projection info")
+              if name in image.metadata}
+    georeference = Georeference(envi=fields) if fields else None
+    shape = (int(image.nrows), int(image.ncols), int(image.nbands))
+    layout = {spectral.BIP: "YXB", spectral.BIL: "YBX", spectral.BSQ: "BYX"}[image.interleave]
+    data_file, dtype = Path(image.filename), np.dtype(image.dtype)
+    expected = image.offset + int(np.prod(shape)) * dtype.itemsize
+    if data_file.stat().st_size < expected:
+        raise UserError(f"{data_file}: {data_file.stat().st_size} bytes but its header {path.name} describes "
+                        f"{expected}; the data file is truncated: export or copy it again")
+    return RawCube(data_file, shape, dtype, layout, image.offset, georeference)
+
+
+def _open_tiff(path: Path, key: Optional[str]) -> LazyCube:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        page = series.pages[0]
+        georeference = _tiff_georeference(page)
+        shape, axes, offset = tuple(series.shape), series.axes, series.dataoffset
+        dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+        n_pages = len(series.pages)
+        page_shape, page_axes = tuple(page.shape), page.axes
+        samples = int(page.samplesperpixel)
+    if offset is not None:  # uncompressed and contiguous
+        layout = _raw_layout(axes, shape)
+        if layout is not None:
+            return RawCube(path, _tiff_cube_shape(shape, axes, path), dtype, layout, offset, georeference)
+        return TiffMemmapCube(path, shape, axes, dtype, offset, georeference)
+    cube_shape = _tiff_cube_shape(shape, axes, path)
+    try:
+        import rasterio  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        return RasterioCube(path, cube_shape, dtype, None, georeference)
+    bands_are_pages = n_pages > 1
+    if bands_are_pages and (samples != 1 or n_pages != cube_shape[2]):
+        raise UserError(f"{path}: a TIFF of {n_pages} pages of shape {page_shape} ({page_axes}) cannot be read by "
+                        "window; store bands as samples of one page or as single-band pages")
+    if not bands_are_pages and samples != cube_shape[2]:
+        raise UserError(f"{path}: the TIFF's layout ({axes}) cannot be read by window; store the bands as "
+                        "samples of one page")
+    return TiffSegmentCube(path, cube_shape, dtype, georeference, bands_are_pages)
+
+
+def _raw_layout(axes: str, shape: tuple[int, ...]) -> Optional[str]:
+    """The :class:`RawCube` layout of a contiguous TIFF series with tifffile's ``axes``, if any."""
+    if axes in ("YX", "YXS"):
+        return "YXB"
+    if len(axes) == 3 and axes.endswith("YX"):
+        return "BYX"
+    return None
+
+
+def _tiff_cube_shape(shape: tuple[int, ...], axes: str, path: Path) -> tuple[int, int, int]:
+    """(rows, cols, bands) of a TIFF series of ``shape`` with tifffile's ``axes`` (Y, X, the rest bands)."""
+    if "Y" not in axes or "X" not in axes:
+        raise UserError(f"{path}: the TIFF has axes '{axes}' and no image plane; export it as a plain raster")
+    info = _info_from_axes(shape, axes)
+    return info.rows, info.cols, info.channels
+
+
+def _tiff_georeference(page: Any) -> Optional[Georeference]:
+    """The GeoTIFF and GDAL tags of a TIFF page (None when it has none)."""
+    tags = []
+    for code in GEOTIFF_TAGS:
+        tag = page.tags.get(code)
+        if tag is not None:
+            value = tag.value
+            value = tuple(value) if isinstance(value, (tuple, list, np.ndarray)) else value
+            dtype = {2: "s", 3: "H", 12: "d"}.get(int(tag.dtype), "d")
+            count = len(value.encode("latin-1")) + 1 if isinstance(value, str) else len(value)
+            tags.append(TiffTag(code, dtype, count, value))
+    text = lambda code: (str(page.tags[code].value) if code in page.tags else None)  # noqa: E731
+    nodata, metadata = text(GDAL_NODATA), text(GDAL_METADATA)
+    if not tags and nodata is None and metadata is None:
+        return None
+    return Georeference(tuple(tags), {}, nodata, metadata)
+
+
+_OPENERS = {
+    ".npy": _open_npy,
+    ".h5": _open_hdf5,
+    ".hdf5": _open_hdf5,
+    ".mat": _open_mat,
+    ".hdr": _open_envi,
+    ".tif": _open_tiff,
+    ".tiff": _open_tiff,
+}
