@@ -292,14 +292,9 @@ def report_line(result: dict[str, Any]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        return run(list(sys.argv[1:] if argv is None else argv))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
-        return 130
+    from deephyperx.command_line import run_with_exit_status
+
+    return run_with_exit_status(run, argv)
 
 
 if __name__ == "__main__":

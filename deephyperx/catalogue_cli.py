@@ -435,14 +435,9 @@ def command(argv: Sequence[str]) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m deephyperx.catalogue_cli ...``: as ``main.py catalogue``, with its exit statuses."""
-    try:
-        return command(list(sys.argv[1:] if argv is None else argv))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
-        return 130
+    from deephyperx.command_line import run_with_exit_status
+
+    return run_with_exit_status(command, argv)
 
 
 if __name__ == "__main__":

@@ -74,3 +74,16 @@ def redact_secrets(argv: Sequence[str]) -> list[str]:
             shown.append(arg)
             hide_next = arg == "--visdom_password"
     return shown
+
+
+def run_with_exit_status(command: Callable[[list[str]], int], argv: Optional[Sequence[str]] = None) -> int:
+    """Run a command line (``sys.argv[1:]`` when ``argv`` is None): a :class:`UserError` becomes one
+    ``error:`` line and status 2, an interrupt a hint to resume and status 130."""
+    try:
+        return command(list(sys.argv[1:] if argv is None else argv))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130

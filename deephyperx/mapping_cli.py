@@ -80,11 +80,9 @@ def command(argv: Optional[Sequence[str]] = None) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Stand-alone entry point (``python -m deephyperx.mapping_cli``): one-line errors, exit status 2."""
-    try:
-        return command(argv)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    from deephyperx.command_line import run_with_exit_status
+
+    return run_with_exit_status(command, argv)
 
 
 if __name__ == "__main__":
