@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "written by `main.py generate` (single-spectrum models such as nn, hu)")
     model.add_argument("--synthetic_ratio", type=float, metavar="R",
                        help="synthetic spectra per real training pixel, per class in proportion (default 1)")
+    model.add_argument("--keep_best", metavar="SCORE",
+                       help="keep the weights of the epoch with the best validation SCORE (val_oa, val_aa, val_kappa "
+                            "or val_loss) instead of the last epoch's")
     model.add_argument("--restore", help="checkpoint (model.pt / model.skops) to start from; --epoch 0 only evaluates")
     model.add_argument("--trust_checkpoint", action="store_true", default=None,
                        help="accept non-scikit-learn types in a .skops file you trust")
@@ -91,7 +94,7 @@ RUN_KEYS = ("epoch", "patch_size", "lr", "batch_size", "optimizer", "weight_deca
             "normalization", "flip_augmentation", "radiation_augmentation", "mixture_augmentation", "restore",
             "trust_checkpoint", "training_sample", "sampling_mode", "train_set", "test_set", "guard",
             "block_size", "val_fraction", "runs", "seed", "test_stride", "cuda", "n_jobs", "out", "dataset", "folder",
-            "with_exploration")
+            "with_exploration", "keep_best")
 
 
 def cli_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,6 +180,8 @@ def build_bench_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--epoch", type=int, help="override every model's epochs (a shortened schedule is no reproduction)")
     parser.add_argument("--val_fraction", type=float)
+    parser.add_argument("--keep_best", metavar="SCORE",
+                        help="every model keeps its best validation epoch's weights (val_oa, val_aa, val_kappa, val_loss)")
     parser.add_argument("--guard", type=int)
     parser.add_argument("--block_size", type=int)
     parser.add_argument("--cuda", type=int)
@@ -200,7 +205,8 @@ def run_bench_command(argv: Sequence[str]) -> int:
         if not name.lower().endswith((".yaml", ".yml")):
             datasets.get_declaration(name)
     shared = {k: getattr(args, k) for k in ("training_sample", "sampling_mode", "runs", "seed", "epoch",
-                                            "val_fraction", "guard", "block_size", "cuda", "n_jobs")}
+                                            "val_fraction", "keep_best", "guard", "block_size", "cuda",
+                                            "n_jobs")}
     if shared["training_sample"] is not None and shared["training_sample"] > 1:
         shared["training_sample"] = int(shared["training_sample"])
     shared.update(folder=folder, out=args.out)

@@ -6,11 +6,11 @@
 1. Builds (once; reused when present) a synthetic float32 cube ``--height x --width x --bands`` as a
    .npy in ``--folder`` (28.8 GB by default: smooth spatial patterns plus noise, seeded), after
    checking that the disk has room for it and the map.
-2. Builds a checkpoint of ``hamida`` (Ben Hamida et al.'s 3D CNN, patch 5, 16 classes) with seeded,
-   untrained weights and a per-band standardisation fitted on 20,000 pixels of the cube, in the
+2. Builds a checkpoint of ``--model`` (default ``hamida``, Ben Hamida et al.'s 3D CNN, patch 5; any
+   registered centre-pixel model, at its registered patch size; 16 classes) with seeded, untrained weights and a per-band standardisation fitted on 20,000 pixels of the cube, in the
    format of a run's model.pt. Throughput and memory do not depend on what the weights learnt.
 3. Maps the cube with :func:`deephyperx.tiled_mapping.map_scene` under ``--budget`` in a child
-   process (the same code as ``python main.py map --restore MODEL --cube CUBE --out MAP
+   process (the same code as ``python main.py map --restore CHECKPOINT --cube CUBE --out MAP
    --memory_budget BUDGET``) and reads the child's peak resident memory from the kernel
    (``ru_maxrss`` of ``os.wait4``). A second child does everything but the tiles (imports Python,
    torch and the zoo, loads the model, plans the tiles, opens the output), to give the baseline
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 N_CLASSES = 16
-MODEL = "hamida"
+DEFAULT_MODEL = "hamida"
 #: Room kept free on the disk beyond the cube and the map (bytes).
 DISK_MARGIN = 2 * 10 ** 9
 #: Pixels sampled to fit the normalisation.
@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="JSON report (default: FOLDER/out_of_core_HxWxB_BUDGET.json)")
     parser.add_argument("--child", choices=["cube", "model", "baseline", "map"], help=argparse.SUPPRESS)
     parser.add_argument("--cube", help=argparse.SUPPRESS)
-    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="registered centre-pixel model to map with (default hamida; li and liu are the fastest "
+                             "dense ones)")
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     parser.add_argument("--map", help=argparse.SUPPRESS)
     parser.add_argument("--report", help=argparse.SUPPRESS)
     return parser
@@ -94,8 +97,8 @@ def child_cube(path: Path, height: int, width: int, bands: int, seed: int = 0) -
     os.replace(partial, path)
 
 
-def child_model(path: Path, cube_path: Path) -> None:
-    """A hamida checkpoint in a run's model.pt format: seeded weights, normalisation fitted on a
+def child_model(path: Path, cube_path: Path, model_name: str) -> None:
+    """A ``model_name`` checkpoint in a run's model.pt format: seeded weights, normalisation fitted on a
     sample of the cube's pixels (read window by window)."""
     import numpy as np
 
@@ -114,9 +117,9 @@ def child_model(path: Path, cube_path: Path) -> None:
     sample = np.concatenate([cube.read((int(r), int(r) + 1, 0, width))[0] for r in rows])
     sample = sample[rng.choice(len(sample), min(SAMPLE_PIXELS, len(sample)), replace=False)]
     normaliser = fit_normaliser(sample[None], np.ones((1, len(sample)), dtype=bool), "standard")
-    config = resolve_config(get_spec(MODEL), {"seed": 0})
+    config = resolve_config(get_spec(model_name), {"seed": 0})
     seed_everything(0)
-    network = create_model(MODEL, n_bands=bands, n_classes=N_CLASSES, patch_size=config["patch_size"],
+    network = create_model(model_name, n_bands=bands, n_classes=N_CLASSES, patch_size=config["patch_size"],
                            **config["model_args"])
     save_checkpoint(path, {"model_state": network.state_dict(), "config": config,
                            "normalisers": {"cube": normaliser.state_dict()}, "projection": None, "n_bands": bands,
@@ -147,8 +150,9 @@ def child_map(report: Path, model: Path, cube: Path, out: Path, budget: str, thr
     if threads:
         torch.set_num_threads(threads)
     result = map_scene(model, cube, out, memory_budget=budget, batch_size=batch_size, progress=sys.stderr.isatty())
-    parameters = load_mapping_model(model).parameter_bytes
-    _write_json(report, {**result.as_dict(), "model_parameter_bytes": parameters,
+    loaded = load_mapping_model(model)
+    _write_json(report, {**result.as_dict(), "model_parameter_bytes": loaded.parameter_bytes,
+                         "patch_size": loaded.patch_size,
                          "torch_threads": torch.get_num_threads()})
 
 
@@ -173,6 +177,20 @@ def run_child(argv: Sequence[str]) -> tuple[float, int]:
     return time.perf_counter() - started, usage.ru_maxrss * scale
 
 
+def _unusable_model(name: str) -> Optional[str]:
+    """Why ``name`` cannot be benchmarked here (None when it can). The parent imports the zoo for
+    this check only; its own memory is not measured."""
+    import models  # noqa: F401  (registers the zoo)
+    from deephyperx.registry import get_spec, list_models
+
+    names = list_models("neural")
+    if name not in names:
+        return f"--model {name!r} is not a registered neural pixel classifier; choose one of: {', '.join(names)}"
+    if list(get_spec(name).training_defaults().get("inputs", ["cube"])) != ["cube"]:
+        return f"--model {name!r} reads more than the cube; choose e.g. hamida, li or liu"
+    return None
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -187,7 +205,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{args.height}x{args.width}x{args.bands}"
-    cube, model = folder / f"cube_{name}.npy", folder / f"hamida_{args.bands}bands.pt"
+    problem = _unusable_model(args.model)
+    if problem:
+        return _fail(problem)
+    cube, model = folder / f"cube_{name}.npy", folder / f"{args.model}_{args.bands}bands.pt"
     out_map = folder / f"map_{name}.npy"
     report_path = Path(args.out) if args.out else folder / f"out_of_core_{name}_{args.budget}.json"
     cube_bytes = args.height * args.width * args.bands * 4
@@ -203,12 +224,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run_child(["--child", "cube", "--cube", str(cube), "--height", str(args.height), "--width",
                    str(args.width), "--bands", str(args.bands)])
     if not model.is_file():
-        run_child(["--child", "model", "--model", str(model), "--cube", str(cube)])
+        run_child(["--child", "model", "--model", args.model, "--checkpoint", str(model), "--cube", str(cube)])
     child_report = folder / "child_report.json"
     for stale in (out_map, folder / f"map_{name}.json", folder / f"map_{name}.npy.partial",
                   folder / f"map_{name}.npy.partial.json"):
         stale.unlink(missing_ok=True)
-    common = ["--report", str(child_report), "--model", str(model), "--cube", str(cube), "--map", str(out_map),
+    common = ["--report", str(child_report), "--checkpoint", str(model), "--cube", str(cube), "--map", str(out_map),
               "--budget", args.budget] + (["--batch_size", str(args.batch_size)] if args.batch_size else [])
     _, baseline = run_child(["--child", "baseline", *common])
     wall, peak = run_child(["--child", "map", *common, *(["--threads", str(args.threads)] if args.threads else [])])
@@ -233,13 +254,14 @@ def summary(args: argparse.Namespace, cube: Path, model: Path, cube_bytes: int, 
     above = peak - baseline
     command = ["python", "benchmarks/out_of_core.py", "--height", str(args.height), "--width", str(args.width),
                "--bands", str(args.bands), "--budget", args.budget, "--folder", args.folder]
+    command += ["--model", args.model] if args.model != DEFAULT_MODEL else []
     command += ["--threads", str(args.threads)] if args.threads else []
     command += ["--batch_size", str(args.batch_size)] if args.batch_size else []
     return {
         "scene": {"height": args.height, "width": args.width, "bands": args.bands, "dtype": "float32",
                   "pixels": pixels, "bytes_on_disk": cube.stat().st_size, "cube_over_budget": cube_bytes / budget,
                   "file": str(cube)},
-        "model": {"name": MODEL, "patch_size": 5, "classes": N_CLASSES, "weights": "seeded, untrained",
+        "model": {"name": args.model, "patch_size": mapped["patch_size"], "classes": N_CLASSES, "weights": "seeded, untrained",
                   "parameter_bytes": mapped["model_parameter_bytes"], "checkpoint": str(model)},
         "memory": {"budget_bytes": budget, "budget": args.budget, "peak_rss_bytes": peak,
                    "baseline_rss_bytes": baseline, "peak_above_baseline_bytes": above,
@@ -271,12 +293,12 @@ def _run_child_step(args: argparse.Namespace) -> None:
     if args.child == "cube":
         child_cube(Path(args.cube), args.height, args.width, args.bands)
     elif args.child == "model":
-        child_model(Path(args.model), Path(args.cube))
+        child_model(Path(args.checkpoint), Path(args.cube), args.model)
     elif args.child == "baseline":
-        child_baseline(Path(args.report), Path(args.model), Path(args.cube), Path(args.map), args.budget,
+        child_baseline(Path(args.report), Path(args.checkpoint), Path(args.cube), Path(args.map), args.budget,
                        args.batch_size)
     else:
-        child_map(Path(args.report), Path(args.model), Path(args.cube), Path(args.map), args.budget, args.threads,
+        child_map(Path(args.report), Path(args.checkpoint), Path(args.cube), Path(args.map), args.budget, args.threads,
                   args.batch_size)
 
 

@@ -41,8 +41,12 @@ RUN_DEFAULTS: dict[str, Any] = {
     "synthetic": None,  # spectra file (.h5) or generator checkpoint (.pt) whose spectra join training
     "synthetic_ratio": None,  # synthetic spectra per real training pixel (1 when --synthetic is given)
     "synthetic_sha256": None,  # filled by the run: the --synthetic file's checksum (experiment identity)
+    "keep_best": None,  # a validation score (val_oa, val_loss, ...): keep the best epoch's weights, not the last
     "model_args": {},
 }
+
+#: Validation scores that ``keep_best`` can select weights on, and whether higher is better.
+BEST_METRICS = {"val_oa": True, "val_aa": True, "val_kappa": True, "val_loss": False}
 
 #: Keys that change the numbers a run produces (used to name and match run folders).
 _NOT_IN_IDENTITY = {"runs", "out", "folder", "cuda", "n_jobs", "trust_checkpoint", "seed", "with_exploration"}
@@ -118,6 +122,9 @@ def validate_config(config: dict[str, Any]) -> None:
         raise UserError(f"--sampling_mode {config['sampling_mode']!r} is unknown; choose one of: {', '.join(MODES)}")
     if not 0 <= config["val_fraction"] < 1:
         raise UserError(f"--val_fraction {config['val_fraction']} must be in [0, 1)")
+    if config.get("keep_best") is not None and config["keep_best"] not in BEST_METRICS:
+        raise UserError(f"--keep_best {config['keep_best']!r} is not a validation score; choose one of: "
+                        f"{', '.join(BEST_METRICS)}")
 
 
 def model_band_count(config: dict[str, Any], scene_bands: int) -> int:

@@ -351,6 +351,8 @@ class SingleRun:
                 "final_train_loss": state.history[-1]["train_loss"] if state.history else None}
         if self.synthetic is not None:
             info["synthetic"] = self.synthetic.info
+        if state.best_epoch is not None:
+            info["best_epoch"] = state.best_epoch
         if distributed.world_size() > 1:
             info["world_size"] = distributed.world_size()
         return prediction, info

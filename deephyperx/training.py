@@ -23,6 +23,7 @@ from torch import nn
 
 from deephyperx import distributed
 from deephyperx.checkpoint import save_checkpoint
+from deephyperx.config import BEST_METRICS
 from deephyperx.errors import UserError
 from deephyperx.monitor import Monitor
 from deephyperx.sampling import BatchMaker
@@ -50,6 +51,22 @@ class TrainingState:
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
+    best_epoch: Optional[int] = None  # 1-based epoch whose weights ``keep_best`` keeps
+
+
+def is_better(record: dict[str, float], best: Optional[dict[str, float]], metric: str) -> bool:
+    """Whether this epoch's validation ``record`` beats the ``best`` one so far on ``metric``.
+    Accuracies on a few validation pixels tie often: a tie goes to the lower validation loss,
+    then to the earlier epoch."""
+    score = record.get(metric, math.nan)
+    if math.isnan(score):
+        return False
+    if best is None:
+        return True
+    higher = BEST_METRICS[metric]
+    if score != best[metric]:
+        return score > best[metric] if higher else score < best[metric]
+    return metric != "val_loss" and record.get("val_loss", math.inf) < best.get("val_loss", math.inf)
 
 
 def inverse_median_frequency(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -185,6 +202,12 @@ class Trainer:
         weights = data.class_weights.to(device) if data.class_weights is not None else None
         self.ctx = StepContext(data.n_classes, weights, config, device)
         self.state = TrainingState()
+        self.keep_best = config.get("keep_best")
+        if self.keep_best and (data.validation is None or not len(data.validation)):
+            raise UserError(f"--keep_best {self.keep_best} selects weights on validation pixels but this run has "
+                            "none; give --val_fraction above 0 or drop --keep_best")
+        self.best_record: Optional[dict[str, float]] = None
+        self.best_weights: Optional[dict[str, torch.Tensor]] = None
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -199,6 +222,8 @@ class Trainer:
             "rng_states": rng_states(),
             "config": self.config,
             "world_size": self.world,
+            **({"best": {"epoch": self.state.best_epoch, "record": self.best_record, "model_state": self.best_weights}}
+               if self.best_weights is not None else {}),
             **self.checkpoint_extra(),
         }
 
@@ -209,7 +234,11 @@ class Trainer:
             optimizer.load_state_dict(data["optimizer_states"][key])
         if self.scheduler is not None and data.get("scheduler_state") is not None:
             self.scheduler.load_state_dict(data["scheduler_state"])
-        self.state = TrainingState(data["epoch"], data["step"], list(data["history"]), data["train_seconds"])
+        best = data.get("best")
+        self.state = TrainingState(data["epoch"], data["step"], list(data["history"]), data["train_seconds"],
+                                   best["epoch"] if best else None)
+        if best and self.keep_best:
+            self.best_record, self.best_weights = best["record"], best["model_state"]
 
     # --- the loop ----------------------------------------------------------------------------
     def fit(self, stop_after_epoch: Optional[int] = None) -> TrainingState:
@@ -238,13 +267,38 @@ class Trainer:
             self.state.train_seconds += time.perf_counter() - started
             self.state.history.append(record)
             self.state.epoch += 1
+            self._remember_if_best(record)
             self.monitor.epoch_ended(epoch, record)
             self.step.epoch_ended(self.model, epoch, self.data, self.ctx, self.monitor)
             if self.checkpoint_path is not None and self.rank == 0:
                 save_checkpoint(self.checkpoint_path, self.state_dict())
             if stop_after_epoch is not None and self.state.epoch >= stop_after_epoch:
                 break
+        if self.state.epoch >= epochs and self.best_weights is not None:
+            self._restore_best()
         return self.state
+
+    def _remember_if_best(self, record: dict[str, float]) -> None:
+        """Keep a copy of the weights when ``keep_best`` is set and this epoch is the best so far."""
+        if not self.keep_best:
+            return
+        if self.keep_best not in record:
+            raise UserError(f"--keep_best {self.keep_best}: this model's validation gives only "
+                            f"{', '.join(k for k in record if k.startswith('val_')) or 'no scores'}")
+        if is_better(record, self.best_record, self.keep_best):
+            self.best_record = dict(record)
+            self.best_weights = {k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()}
+            self.state.best_epoch = self.state.epoch
+
+    def _restore_best(self) -> None:
+        """At the end of the schedule, put the best validation epoch's weights in the model (and in
+        the checkpoint that becomes model.pt)."""
+        self.model.load_state_dict(self.best_weights)
+        self.monitor.text(f"keeping the weights of epoch {self.state.best_epoch} (best {self.keep_best} "
+                          f"{self.best_record[self.keep_best]:.4f}; last epoch "
+                          f"{self.state.history[-1].get(self.keep_best, math.nan):.4f})")
+        if self.checkpoint_path is not None and self.rank == 0:
+            save_checkpoint(self.checkpoint_path, self.state_dict())
 
     def _mean_loss(self, losses: list[float]) -> float:
         """The epoch's mean training loss (over every rank's batches when distributed)."""
