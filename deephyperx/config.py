@@ -24,7 +24,6 @@ RUN_DEFAULTS: dict[str, Any] = {
     "guard": None,
     "block_size": None,
     "val_fraction": 0.05,
-    "normalization": "standard",
     "class_balancing": False,
     "test_stride": 1,
     "flip_augmentation": False,

@@ -29,6 +29,7 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "output": "center",  # "center": one label per patch; "dense": a label per patch pixel
     "inputs": ["cube"],  # rasters fed to forward(), in order: the cube, then scene extras
     "reduction": None,  # e.g. {"name": "pca", "components": 30}: fitted on training pixels
+    "normalization": "standard",  # per band, fitted on training pixels; "minmax" or "none" (see preprocessing)
     "epoch_samples": None,  # samples drawn per epoch (with replacement); None: one pass over the training set
 }
 
