@@ -217,18 +217,9 @@ class CatalogueRun:
 
     # --- folders and checkpoints -----------------------------------------------------------------
     def _prepare_partial(self) -> Optional[dict]:
-        from deephyperx import checkpoint as ckpt
-        from deephyperx.monitor import trim_records
-        from deephyperx.runner import open_partial_folder
+        from deephyperx.runner import resume_partial_folder
 
-        open_partial_folder(self.partial, self.config, self.seed)
-        checkpoint = self.partial / "checkpoint.pt"
-        if not checkpoint.is_file():
-            (self.partial / "metrics.jsonl").unlink(missing_ok=True)
-            return None
-        state = ckpt.load_checkpoint(checkpoint)
-        trim_records(self.partial / "metrics.jsonl", state["step"], state["epoch"])
-        return state
+        return resume_partial_folder(self.partial, self.config, self.seed)
 
     def _restored(self) -> Optional[dict]:
         from deephyperx import checkpoint as ckpt

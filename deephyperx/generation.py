@@ -25,11 +25,11 @@ from deephyperx import checkpoint as ckpt
 from deephyperx.atomic import replace_directory
 from deephyperx.errors import UserError
 from deephyperx.file_monitor import FileMonitor
-from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
+from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors
 from deephyperx.preprocessing import Normaliser, fit_normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec, list_models, require_family
 from deephyperx.reports import save_json
-from deephyperx.runner import Split, make_split, open_partial_folder, resolve_device, run_folder_names
+from deephyperx.runner import Split, make_split, resolve_device, resume_partial_folder, run_folder_names
 from deephyperx.sampling import Batch
 from deephyperx.scene import Scene
 from deephyperx.seeding import seed_everything, torch_generator
@@ -269,14 +269,7 @@ class GenerationRun:
     def _prepare_partial(self) -> Optional[dict]:
         """Keep a partial folder of the same experiment and seed (and return its checkpoint, with the
         log trimmed back to it), else start afresh."""
-        open_partial_folder(self.partial, self.config, self.seed)
-        checkpoint = self.partial / "checkpoint.pt"
-        if not checkpoint.is_file():
-            (self.partial / "metrics.jsonl").unlink(missing_ok=True)
-            return None
-        state = ckpt.load_checkpoint(checkpoint)
-        trim_records(self.partial / "metrics.jsonl", state["step"], state["epoch"])
-        return state
+        return resume_partial_folder(self.partial, self.config, self.seed)
 
     # --- the run ---------------------------------------------------------------------------------
     def _execute(self, split: Split, classes: list[int], restored: Optional[dict], model: torch.nn.Module,

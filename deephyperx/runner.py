@@ -136,6 +136,20 @@ def open_partial_folder(partial: Path, config: dict[str, Any], seed: int) -> Non
     atomic_write_text(partial / "config.yaml", to_yaml(config))
 
 
+def resume_partial_folder(partial: Path, config: dict[str, Any], seed: int, resumable: bool = True) -> Optional[dict]:
+    """Open ``partial`` (see :func:`open_partial_folder`) and return the checkpoint to resume from,
+    with the metrics log trimmed back to it; None, and no log, when there is none (or the run is
+    not ``resumable``)."""
+    open_partial_folder(partial, config, seed)
+    checkpoint = partial / "checkpoint.pt"
+    if not resumable or not checkpoint.is_file():
+        (partial / "metrics.jsonl").unlink(missing_ok=True)
+        return None
+    state = ckpt.load_checkpoint(checkpoint)
+    trim_records(partial / "metrics.jsonl", state["step"], state["epoch"])
+    return state
+
+
 class SingleRun:
     """One seed of an experiment, written into ``final_dir`` (via ``final_dir.partial``)."""
 
@@ -216,14 +230,7 @@ class SingleRun:
     def _prepare_partial(self) -> Optional[dict]:
         """Keep a partial folder of the same experiment and seed (to resume), else start afresh.
         Returns the checkpoint to resume from, with the log trimmed back to it."""
-        open_partial_folder(self.partial, self.config, self.seed)
-        checkpoint = self.partial / "checkpoint.pt"
-        if self.spec.family != "neural" or not checkpoint.is_file():
-            (self.partial / "metrics.jsonl").unlink(missing_ok=True)
-            return None
-        state = ckpt.load_checkpoint(checkpoint)
-        trim_records(self.partial / "metrics.jsonl", state["step"], state["epoch"])
-        return state
+        return resume_partial_folder(self.partial, self.config, self.seed, self.spec.family == "neural")
 
     def _restored_checkpoint(self) -> Optional[dict]:
         path = self.config.get("restore")
