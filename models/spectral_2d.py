@@ -38,7 +38,6 @@ LUO_CONV2 = 3
 
 
 @register_model("luo", patch_size=3, epoch=100, batch_size=100, optimizer="sgd", lr=0.1, weight_decay=0.09,
-                normalization="minmax",
                 citation="Luo, Zou, Yao, Li & Bai, HSI-CNN: a novel convolution neural network for "
                          "hyperspectral image, ICPR 2018 (arXiv:1802.10478)")
 class LuoHSICNN(nn.Module):
@@ -55,11 +54,7 @@ class LuoHSICNN(nn.Module):
     Departures: DeepHyperX reshapes Conv1's (90, T) output with ``view`` into a (T, 90) array, which
     interleaves kernels and band positions; we stack the maps whole, as the abstract's "feature maps
     [...] stacked into a two-dimensional matrix" says (one row per kernel, band positions along the
-    row). Inputs are scaled to [0, 1] (``normalization="minmax"``), DeepHyperX's scaling, for which
-    its lr 0.1 and decay 0.09 were chosen: with the engine's default per-band standardisation the
-    first SGD steps blow the 104 M-parameter FC1 up (training loss ~600 in epoch 1) and the strong
-    decay then leaves a network that predicts the majority class (measured on Indian Pines: OA
-    23.95, AA 6.25). With fewer than 42 bands (T < 3) the valid 3x3 Conv2 cannot run, so the image is
+    row). With fewer than 42 bands (T < 3) the valid 3x3 Conv2 cannot run, so the image is
     zero-padded along the band axis to width 3, and with fewer than 24 bands Conv1's kernel spans
     all bands: the paper's own scenes (103-204 bands) never hit these cases. Other patch sizes are
     accepted: Conv1 then spans the whole PxP neighbourhood. FC1's width (1024) and the number of
