@@ -1,5 +1,5 @@
-"""``keep_best``: a run keeps the weights of its best validation epoch (as the SSRN and HybridSN
-authors do) instead of the last epoch's, through resume, into model.pt and the metrics."""
+"""``keep_best``: a run keeps the weights of its best validation epoch (as the SSRN authors' code
+does) instead of the last epoch's, through resume, into model.pt and the metrics."""
 from __future__ import annotations
 
 import math
