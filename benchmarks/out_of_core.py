@@ -7,8 +7,9 @@
    .npy in ``--folder`` (28.8 GB by default: smooth spatial patterns plus noise, seeded), after
    checking that the disk has room for it and the map.
 2. Builds a checkpoint of ``--model`` (default ``hamida``, Ben Hamida et al.'s 3D CNN, patch 5; any
-   registered centre-pixel model, at its registered patch size; 16 classes) with seeded, untrained weights and a per-band standardisation fitted on 20,000 pixels of the cube, in the
-   format of a run's model.pt. Throughput and memory do not depend on what the weights learnt.
+   registered centre-pixel model, at its registered patch size; 16 classes) with seeded, untrained
+   weights and a per-band standardisation fitted on 20,000 pixels of the cube, in the format of a
+   run's model.pt. Throughput and memory do not depend on what the weights learnt.
 3. Maps the cube with :func:`deephyperx.tiled_mapping.map_scene` under ``--budget`` in a child
    process (the same code as ``python main.py map --restore CHECKPOINT --cube CUBE --out MAP
    --memory_budget BUDGET``) and reads the child's peak resident memory from the kernel
@@ -178,17 +179,17 @@ def run_child(argv: Sequence[str]) -> tuple[float, int]:
 
 
 def _unusable_model(name: str) -> Optional[str]:
-    """Why ``name`` cannot be benchmarked here (None when it can). The parent imports the zoo for
-    this check only; its own memory is not measured."""
+    """Why ``name`` cannot be benchmarked here (None when it can): the rule of ``main.py map``.
+    The parent imports the zoo for this check only; its own memory is not measured."""
     import models  # noqa: F401  (registers the zoo)
     from deephyperx.registry import get_spec, list_models
+    from deephyperx.tiled_mapping import unmappable_reason
 
-    names = list_models("neural")
-    if name not in names:
-        return f"--model {name!r} is not a registered neural pixel classifier; choose one of: {', '.join(names)}"
-    if list(get_spec(name).training_defaults().get("inputs", ["cube"])) != ["cube"]:
-        return f"--model {name!r} reads more than the cube; choose e.g. hamida, li or liu"
-    return None
+    if name not in list_models():
+        return f"--model {name!r} is not a registered model; choose one of: {', '.join(list_models('neural'))}"
+    spec = get_spec(name)
+    reason = unmappable_reason(spec, spec.training_defaults()["inputs"])
+    return f"--model {name!r}: {reason}" if reason else None
 
 
 def _fail(message: str) -> int:
@@ -229,8 +230,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for stale in (out_map, folder / f"map_{name}.json", folder / f"map_{name}.npy.partial",
                   folder / f"map_{name}.npy.partial.json"):
         stale.unlink(missing_ok=True)
-    common = ["--report", str(child_report), "--checkpoint", str(model), "--cube", str(cube), "--map", str(out_map),
-              "--budget", args.budget] + (["--batch_size", str(args.batch_size)] if args.batch_size else [])
+    common = ["--report", str(child_report), "--checkpoint", str(model), "--cube", str(cube), "--map",
+              str(out_map), "--budget", args.budget]
+    common += ["--batch_size", str(args.batch_size)] if args.batch_size else []
     _, baseline = run_child(["--child", "baseline", *common])
     wall, peak = run_child(["--child", "map", *common, *(["--threads", str(args.threads)] if args.threads else [])])
     mapped = json.loads(child_report.read_text())
@@ -261,7 +263,8 @@ def summary(args: argparse.Namespace, cube: Path, model: Path, cube_bytes: int, 
         "scene": {"height": args.height, "width": args.width, "bands": args.bands, "dtype": "float32",
                   "pixels": pixels, "bytes_on_disk": cube.stat().st_size, "cube_over_budget": cube_bytes / budget,
                   "file": str(cube)},
-        "model": {"name": args.model, "patch_size": mapped["patch_size"], "classes": N_CLASSES, "weights": "seeded, untrained",
+        "model": {"name": args.model, "patch_size": mapped["patch_size"], "classes": N_CLASSES,
+                  "weights": "seeded, untrained",
                   "parameter_bytes": mapped["model_parameter_bytes"], "checkpoint": str(model)},
         "memory": {"budget_bytes": budget, "budget": args.budget, "peak_rss_bytes": peak,
                    "baseline_rss_bytes": baseline, "peak_above_baseline_bytes": above,
@@ -298,8 +301,8 @@ def _run_child_step(args: argparse.Namespace) -> None:
         child_baseline(Path(args.report), Path(args.checkpoint), Path(args.cube), Path(args.map), args.budget,
                        args.batch_size)
     else:
-        child_map(Path(args.report), Path(args.checkpoint), Path(args.cube), Path(args.map), args.budget, args.threads,
-                  args.batch_size)
+        child_map(Path(args.report), Path(args.checkpoint), Path(args.cube), Path(args.map), args.budget,
+                  args.threads, args.batch_size)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from deephyperx.errors import UserError
 from deephyperx.inference import centre_logits, window_centres
 from deephyperx.lazy_cube import Georeference, LazyCube, open_lazy_cube
 from deephyperx.preprocessing import Normaliser, PCAProjection
-from deephyperx.registry import create_model, get_spec
+from deephyperx.registry import ModelSpec, create_model, get_spec
 from deephyperx.sampling import PatchSampler, patch_extent
 from deephyperx.scene import IGNORE
 from deephyperx.steps import logits_of
@@ -167,6 +167,17 @@ class MappingModel:
         return features
 
 
+def unmappable_reason(spec: ModelSpec, inputs: Sequence[str]) -> Optional[str]:
+    """Why `main.py map` cannot map model ``spec`` fed ``inputs`` (None when it can): it maps
+    neural pixel classifiers that read the cube alone."""
+    if spec.family != "neural":
+        return (f"model {spec.name} is a {spec.family} model; `main.py map` maps pixel classifiers trained by "
+                "`main.py --model ...`")
+    if list(inputs) != ["cube"]:
+        return f"model {spec.name} reads {list(inputs)}; `main.py map` maps models that read the cube alone"
+    return None
+
+
 def load_mapping_model(path: PathLike, device: Union[str, torch.device] = "cpu") -> MappingModel:
     """The network and preprocessing of a neural checkpoint (``model.pt``) written by ``main.py``.
     The model zoo must be imported (registered) by the caller."""
@@ -180,12 +191,9 @@ def load_mapping_model(path: PathLike, device: Union[str, torch.device] = "cpu")
         raise UserError(f"{path}: the checkpoint lacks {', '.join(missing)}; give the model.pt of a finished run")
     config = data["config"]
     spec = get_spec(config["model"])
-    if spec.family != "neural":
-        raise UserError(f"{path}: model {spec.name} is a {spec.family} model; `main.py map` maps pixel "
-                        "classifiers trained by `main.py --model ...`")
-    if list(config.get("inputs", ["cube"])) != ["cube"]:
-        raise UserError(f"{path}: model {spec.name} reads {config['inputs']}; `main.py map` maps models "
-                        "that read the cube alone")
+    reason = unmappable_reason(spec, config.get("inputs", ["cube"]))
+    if reason:
+        raise UserError(f"{path}: {reason}")
     network = create_model(spec.name, n_bands=model_band_count(config, int(data["n_bands"])),
                            n_classes=len(data["class_names"]), patch_size=config["patch_size"],
                            seed=config.get("seed"), **config.get("model_args", {}))
