@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--stride", type=int, help="sliding-window stride at test time (default: half the crop)")
     model.add_argument("--no_flip", action="store_true", help="no random flips and rotations of crops")
     model.add_argument("--class_balancing", action="store_true", default=None, help="inverse median frequency weights")
+    model.add_argument("--focus_class", metavar="CLASS",
+                       help="centre a share of the training crops on pixels of this rare class (e.g. car)")
+    model.add_argument("--focus_fraction", type=float, help="share of training crops centred on --focus_class (default 0.5)")
     model.add_argument("--normalization", help="standard (per channel, fitted on training regions) or none")
     model.add_argument("--val_fraction", type=float, help="share of each training region's rows kept for validation")
     model.add_argument("--restore", help="checkpoint (model.pt) to start from; with --epoch 0 it only evaluates")
@@ -80,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: Flags copied into the configuration under the same name.
 RUN_KEYS = ("epoch", "epoch_samples", "batch_size", "lr", "optimizer", "weight_decay", "stride", "class_balancing",
             "normalization", "val_fraction", "restore", "runs", "seed", "out", "cuda", "predict_train", "detect",
-            "detect_min_pixels", "detect_iou")
+            "detect_min_pixels", "detect_iou", "focus_class", "focus_fraction")
 
 #: Flag names accepted in a --config file for the configuration keys they set.
 FILE_ALIASES = {"crop": "patch_size", "sources": "inputs"}

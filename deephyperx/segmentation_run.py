@@ -48,6 +48,9 @@ from deephyperx.training import Trainer, TrainingData
 #: Height and width of crops and windows must be multiples of this: the SegNet family pools 5 times.
 SIZE_MULTIPLE = 32
 
+#: Share of training crops centred on ``--focus_class`` pixels when no ``--focus_fraction`` is given.
+DEFAULT_FOCUS_FRACTION = 0.5
+
 #: Settings of ``main.py segment`` that belong to no model (the model's own come from the registry).
 SEGMENT_DEFAULTS: dict[str, Any] = {
     "dataset": None,
@@ -62,6 +65,8 @@ SEGMENT_DEFAULTS: dict[str, Any] = {
     "detect": None,  # class name: extract its objects from the prediction (segment-before-detect)
     "detect_min_pixels": 1,
     "detect_iou": 0.5,
+    "focus_class": None,  # class name: centre a share of the training crops on its pixels
+    "focus_fraction": None,  # that share; None: 0.5 with focus_class
     "runs": 1,
     "seed": 0,
     "restore": None,
@@ -110,6 +115,12 @@ def validate_segmentation_config(config: dict[str, Any]) -> None:
         raise UserError(f"--lr {config['lr']!r} must be a positive number")
     if not 0 <= config["val_fraction"] < 1:
         raise UserError(f"--val_fraction {config['val_fraction']} must be in [0, 1)")
+    if config["focus_class"] is None and config["focus_fraction"] is not None:
+        raise UserError(f"--focus_fraction {config['focus_fraction']} needs --focus_class CLASS (e.g. car)")
+    if config["focus_class"] is not None:
+        config["focus_fraction"] = DEFAULT_FOCUS_FRACTION if config["focus_fraction"] is None else config["focus_fraction"]
+        if not isinstance(config["focus_fraction"], (int, float)) or not 0 < config["focus_fraction"] <= 1:
+            raise UserError(f"--focus_fraction {config['focus_fraction']!r} must be a number in (0, 1]")
     if not 0 < config["detect_iou"] <= 1:
         raise UserError(f"--detect_iou {config['detect_iou']} must be in (0, 1]")
     if config["normalization"] not in ("standard", "none"):
@@ -137,8 +148,9 @@ def check_tileset_for(config: dict[str, Any], tileset: Any) -> None:
         raise UserError(f"model {config['model']} reads sources {', '.join(config['inputs'])} but tile set "
                         f"{tileset.name} has no '{missing[0]}' (it has: {', '.join(tileset.source_channels)}); "
                         "choose its sources with --sources or give the missing rasters")
-    if config.get("detect") is not None:
-        class_index(tileset.class_names, config["detect"])
+    for flag in ("detect", "focus_class"):
+        if config.get(flag) is not None:
+            class_index(tileset.class_names, config[flag], flag)
     if not tileset.test:
         raise UserError(f"tile set {tileset.name} has no test regions; declare test tiles (e.g. --test_tiles)")
     if config["epoch"] > 0 and not tileset.train:
@@ -146,13 +158,13 @@ def check_tileset_for(config: dict[str, Any], tileset: Any) -> None:
                         "--restore CKPT --epoch 0")
 
 
-def class_index(class_names: Sequence[str], name: str) -> int:
-    """The id of class ``name`` (case-insensitive, or a number)."""
+def class_index(class_names: Sequence[str], name: str, flag: str = "detect") -> int:
+    """The id of class ``name`` (case-insensitive, or a number) given by ``--flag``."""
     if str(name).isdigit() and int(name) < len(class_names):
         return int(name)
     lowered = [c.lower() for c in class_names]
     if str(name).lower() not in lowered:
-        raise UserError(f"--detect {name}: no such class; choose one of: {', '.join(class_names)}")
+        raise UserError(f"--{flag} {name}: no such class; choose one of: {', '.join(class_names)}")
     return lowered.index(str(name).lower())
 
 
@@ -307,8 +319,10 @@ class SegmentationRun:
                train_regions: list[Any], val_regions: list[Any], monitor: Monitor, resume: Optional[dict]):
         cfg, crop = self.config, int(self.config["patch_size"])
         device = resolve_device(cfg["cuda"])
+        focus = None if cfg["focus_class"] is None else \
+            (class_index(self.tileset.class_names, cfg["focus_class"], "focus_class"), float(cfg["focus_fraction"]))
         train = RandomCrops(self.tileset, train_regions, self.inputs, crop, normalisers,
-                            augment=bool(cfg["flip_augmentation"]), reader=reader, seed=self.seed) \
+                            augment=bool(cfg["flip_augmentation"]), reader=reader, seed=self.seed, focus=focus) \
             if train_regions and cfg["epoch"] > 0 else _NoCrops()
         validation = RandomCrops(self.tileset, val_regions, self.inputs, crop, normalisers, augment=False,
                                  reader=reader, seed=self.seed) if val_regions else None

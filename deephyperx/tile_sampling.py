@@ -250,7 +250,7 @@ class RandomCrops:
 
     def __init__(self, tileset: Any, regions: Sequence[Any], sources: Sequence[str], crop: int,
                  normalisers: dict[str, Normaliser], augment: bool = True, reader: Optional[TileReader] = None,
-                 seed: int = 0):
+                 seed: int = 0, focus: Optional[tuple[int, float]] = None):
         if crop < 1:
             raise UserError(f"crop size {crop} must be at least 1 pixel")
         self.tileset, self.crop, self.augment, self.seed = tileset, int(crop), augment, seed
@@ -263,16 +263,49 @@ class RandomCrops:
         self.weights = areas / areas.sum()
         self._mask_pixels = [np.flatnonzero(r.mask) if r.mask is not None else None for r in self.regions]
         self._length = int(sum(math.ceil(r.area / self.crop ** 2) for r in self.regions))
+        self.focus_fraction = 0.0
+        if focus is not None:
+            self._set_focus(*focus)
 
     def __len__(self) -> int:
         return self._length
 
-    def _position(self, k: int, generator: Optional[torch.Generator]) -> tuple[int, int]:
-        """Top-left corner of a crop in region ``k`` (tile coordinates)."""
+    def _set_focus(self, class_id: int, fraction: float) -> None:
+        """Centre a share ``fraction`` of the training crops on a pixel of class ``class_id`` drawn
+        uniformly over the regions (rare-class sampling: cars are 1-2% of an aerial tile)."""
+        if not 0 < fraction <= 1:
+            raise UserError(f"--focus_fraction {fraction} must be in (0, 1]")
+        self._focus_pixels = [self._class_pixels(region, class_id) for region in self.regions]
+        counts = torch.tensor([float(len(p)) for p in self._focus_pixels], dtype=torch.float64)
+        if counts.sum() == 0:
+            name = self.tileset.class_names[class_id]
+            raise UserError(f"--focus_class {name}: no training pixel of that class in {self.tileset.name}; "
+                            "choose a class present in the training regions")
+        self.focus_weights = counts / counts.sum()
+        self.focus_fraction = float(fraction)
+
+    def _class_pixels(self, region: ResolvedRegion, class_id: int) -> np.ndarray:
+        """Flat indices (within the region's window) of the region's labelled pixels of ``class_id``,
+        read band by band so a big tile is never loaded whole."""
+        r0, c0 = region.window[0], region.window[2]
+        width = region.window[3] - c0
+        found = []
+        for chunk in row_chunks(region.window):
+            hit = self.reader.labels(region.tile, chunk) == class_id
+            if region.mask is not None:
+                hit &= region.mask[chunk[0] - r0:chunk[1] - r0, :]
+            rows, cols = np.nonzero(hit)
+            found.append((rows + chunk[0] - r0) * width + cols)
+        return np.concatenate(found).astype(np.int64) if found else np.zeros(0, np.int64)
+
+    def _position(self, k: int, generator: Optional[torch.Generator],
+                  pixels: Optional[np.ndarray] = None) -> tuple[int, int]:
+        """Top-left corner of a crop in region ``k`` (tile coordinates); with ``pixels`` (flat indices
+        in the window), a crop holding one of them drawn uniformly (default: the region's mask)."""
         r0, r1, c0, c1 = self.regions[k].window
         row_low, row_high = _crop_range(r0, r1, self.crop)
         col_low, col_high = _crop_range(c0, c1, self.crop)
-        pixels = self._mask_pixels[k]
+        pixels = self._mask_pixels[k] if pixels is None else pixels
         if pixels is not None:  # a crop around a labelled pixel drawn uniformly
             flat = int(pixels[int(torch.randint(0, len(pixels), (1,), generator=generator))])
             row, col = divmod(flat, c1 - c0)
@@ -283,8 +316,21 @@ class RandomCrops:
 
     def _draw(self, n: int, generator: Optional[torch.Generator]) -> list[tuple[int, int, int]]:
         """``n`` (region, row, col) crops drawn with ``generator``."""
+        if self.focus_fraction > 0:
+            focused = (torch.rand(n, generator=generator) < self.focus_fraction).tolist()
+            return [self._draw_focused(generator) if f else self._draw_any(generator) for f in focused]
         chosen = torch.multinomial(self.weights, n, replacement=True, generator=generator).tolist()
         return [(k, *self._position(k, generator)) for k in chosen]
+
+    def _draw_any(self, generator: Optional[torch.Generator]) -> tuple[int, int, int]:
+        """One crop drawn as without focus."""
+        k = int(torch.multinomial(self.weights, 1, generator=generator))
+        return (k, *self._position(k, generator))
+
+    def _draw_focused(self, generator: Optional[torch.Generator]) -> tuple[int, int, int]:
+        """One crop holding a pixel of the focus class, drawn uniformly over all such pixels."""
+        k = int(torch.multinomial(self.focus_weights, 1, generator=generator))
+        return (k, *self._position(k, generator, self._focus_pixels[k]))
 
     def _cut(self, k: int, row: int, col: int) -> tuple[list[np.ndarray], np.ndarray]:
         """Inputs (C, crop, crop) of every source and labels (crop, crop) of one crop; only the part

@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A narrow network and a short schedule: seconds on a CPU.
 TINY = ("--crop", "32", "--stride", "16", "--batch_size", "4", "--model_args", "width=0.125")
 #: The reference run's training and detection settings.
-SCHEDULE = ("--epoch", "6", "--epoch_samples", "16", "--val_fraction", "0.25", "--predict_train", "--detect", "building")
+SCHEDULE = ("--epoch", "6", "--epoch_samples", "16", "--val_fraction", "0.25", "--predict_train", "--detect", "building",
+            "--focus_class", "building")
 
 
 def write_tiles(folder: Path, size: int = 64, dsm_size: int | None = None) -> dict[str, list[str]]:
@@ -84,6 +86,8 @@ def test_a_custom_two_source_tile_set_trains_predicts_scores_and_reports(referen
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["sources"] == ["image", "dsm"] and metrics["epochs"] == 6
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["focus_class"] == "building" and config["focus_fraction"] == 0.5  # half the crops on buildings
     assert metrics["n_test"] == 64 * 64 - 4  # every labelled pixel of the test tile b (its 2x2 corner is unknown)
     assert {"mean_f1", "mean_iou", "kappa"} <= set(metrics) and metrics["eroded"]["n_test"] < metrics["n_test"]
     assert [row["name"] for row in metrics["per_class"]] == ["road", "building", "tree"]
@@ -174,6 +178,9 @@ def bad_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--model", "segnet", *base, "--model_args", f"vgg_weights={tmp_path / 'vgg.pth'}"], "vgg_weights"),
         (["--model", "segnet", *base, "--model_args", "depth=3"], "no option"),
         (["--model", "segnet", *base, "--detect", "boat"], "no such class"),
+        (["--model", "segnet", *base, "--focus_class", "boat"], "--focus_class boat: no such class"),
+        (["--model", "segnet", *base, "--focus_fraction", "0.3"], "needs --focus_class"),
+        (["--model", "segnet", *base, "--focus_class", "1", "--focus_fraction", "0"], "must be a number in (0, 1]"),
         (["--model", "segnet", "--images", *files["images"], "--extra", "dsm"], "SOURCE=FILE"),
         (["--model", "segnet", *base, "--restore", str(tmp_path / "missing.pt")], "does not exist"),
         (["--model", "segnet", "--labels", *files["labels"]], "give --images"),

@@ -288,3 +288,48 @@ def test_class_counts_for_balancing_cover_the_regions_and_their_masks(tmp_path):
     labels = tiles.read_labels("a")
     expected = np.bincount(np.concatenate([labels[:10].ravel(), labels[mask]]) + 1, minlength=4)[1:]
     np.testing.assert_array_equal(crops.labelled_counts(3), expected)
+
+
+def rare_class_tiles(folder: Path) -> RecordingTileSet:
+    """A 60x60 tile of class 0 with two 2x2 patches of class 2 (the rare class) and one of class 1."""
+    rows, cols = np.indices((60, 60))
+    labels = np.zeros((60, 60), np.int64)
+    labels[10:12, 10:12] = 2
+    labels[50:52, 40:42] = 2
+    labels[30:32, 30:32] = 1
+    image = np.stack([rows * 1000.0 + cols, np.ones((60, 60))], axis=-1)
+    return make_tileset(folder, {"image": image}, labels)
+
+
+def test_focused_crops_hold_the_rare_class_in_the_asked_share(tmp_path):
+    tiles = rare_class_tiles(tmp_path)
+    crops = RandomCrops(tiles, [Region("a")], ["image"], 8, identity_normalisers(tiles), focus=(2, 0.5))
+    batch = crops.make(torch.arange(2000), generator=torch.Generator().manual_seed(5), augment=False)
+    holds_rare = (batch.target == 2).flatten(1).any(1).float()
+    # half the crops are centred on a rare pixel; an unfocused 8x8 crop holds one with p about 0.05
+    assert 0.5 <= holds_rare.mean().item() <= 0.6
+    rare_rows = batch.rows[(batch.target == 2).flatten(1).any(1)]
+    near_first = (rare_rows < 30).float().mean().item()
+    assert abs(near_first - 0.5) < 0.06  # both patches (4 pixels each) are drawn equally
+    unfocused = RandomCrops(tiles, [Region("a")], ["image"], 8, identity_normalisers(tiles))
+    plain = unfocused.make(torch.arange(2000), generator=torch.Generator().manual_seed(5), augment=False)
+    assert (plain.target == 2).flatten(1).any(1).float().mean().item() < 0.1
+
+
+def test_every_crop_holds_the_focus_class_at_fraction_one_and_only_inside_the_region(tmp_path):
+    tiles = rare_class_tiles(tmp_path)
+    region = Region("a", (0, 40, 0, 60))  # holds the first rare patch only
+    crops = RandomCrops(tiles, [region], ["image"], 8, identity_normalisers(tiles), focus=(2, 1.0))
+    batch = crops.make(torch.arange(300), generator=torch.Generator().manual_seed(6))
+    assert (batch.target == 2).flatten(1).any(1).all()
+    assert (batch.rows <= 11).all() and (batch.rows >= 3).all()  # crops of 8 holding rows 10-11
+    again = crops.make(torch.arange(300), generator=torch.Generator().manual_seed(6))
+    assert torch.equal(batch.rows, again.rows) and torch.equal(batch.cols, again.cols)
+
+
+def test_focus_on_a_class_absent_from_training_or_a_bad_share_is_refused(tmp_path):
+    tiles = rare_class_tiles(tmp_path)
+    with pytest.raises(UserError, match="--focus_class z: no training pixel"):
+        RandomCrops(tiles, [Region("a", (0, 5, 0, 60))], ["image"], 8, identity_normalisers(tiles), focus=(2, 0.5))
+    with pytest.raises(UserError, match=r"--focus_fraction 1.5 must be in \(0, 1\]"):
+        RandomCrops(tiles, [Region("a")], ["image"], 8, identity_normalisers(tiles), focus=(2, 1.5))
