@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--runs", type=int)
     run.add_argument("--seed", type=int)
+    run.add_argument("--reuse_finished", action="store_true", default=None,
+                     help="read back seeds already finished in the experiment's folder instead of running them again")
     run.add_argument("--out", help="output folder (default outputs/segment)")
     run.add_argument("--cuda", type=int, help="GPU index; -1 (default) for the CPU")
     run.add_argument("--predict_train", action="store_true", default=None, help="also score the training regions")
@@ -83,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: Flags copied into the configuration under the same name.
 RUN_KEYS = ("epoch", "epoch_samples", "batch_size", "lr", "optimizer", "weight_decay", "stride", "class_balancing",
             "normalization", "val_fraction", "restore", "runs", "seed", "out", "cuda", "predict_train", "detect",
-            "detect_min_pixels", "detect_iou", "focus_class", "focus_fraction")
+            "detect_min_pixels", "detect_iou", "focus_class", "focus_fraction", "reuse_finished")
 
 #: Flag names accepted in a --config file for the configuration keys they set.
 FILE_ALIASES = {"crop": "patch_size", "sources": "inputs"}

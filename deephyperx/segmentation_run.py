@@ -33,7 +33,7 @@ from deephyperx.metrics import (CLASS_MEANS, OVERALL_METRICS, aggregate_runs, co
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
 from deephyperx.preprocessing import Normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec
-from deephyperx.reports import rgb_composite, save_confusion_png, save_json, save_map_comparison_png
+from deephyperx.reports import load_json, rgb_composite, save_confusion_png, save_json, save_map_comparison_png
 from deephyperx.runner import open_partial_folder, resolve_device
 from deephyperx.scene import IGNORE
 from deephyperx.seeding import seed_everything
@@ -69,6 +69,7 @@ SEGMENT_DEFAULTS: dict[str, Any] = {
     "focus_fraction": None,  # that share; None: 0.5 with focus_class
     "runs": 1,
     "seed": 0,
+    "reuse_finished": False,  # read back seeds whose folder is complete instead of running them again
     "restore": None,
     "cuda": -1,
     "out": "outputs/segment",
@@ -77,7 +78,7 @@ SEGMENT_DEFAULTS: dict[str, Any] = {
 
 #: Keys that do not change a run's numbers (left out of the experiment's identity).
 NOT_IN_IDENTITY = {"runs", "out", "folder", "cuda", "seed", "detect", "detect_min_pixels", "detect_iou",
-                   "predict_train"}
+                   "predict_train", "reuse_finished"}
 
 
 # ----- configuration ----------------------------------------------------------------------------
@@ -579,12 +580,17 @@ def aggregate_segmentation(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def run_segmentation_experiment(tileset: Any, config: dict[str, Any], command: Optional[str] = None,
                                 extra_monitors: Optional[Callable[[int], list[Monitor]]] = None) -> dict[str, Any]:
-    """``config['runs']`` runs with seeds ``seed, seed+1, ...``; writes the aggregate report."""
+    """``config['runs']`` runs with seeds ``seed, seed+1, ...``; writes the aggregate report. With
+    ``reuse_finished``, a seed whose folder is complete is read back instead of run again."""
     check_tileset_for(config, tileset)
     folder = experiment_folder(config, tileset.name)
     runs = []
     for i in range(config["runs"]):
         seed = int(config["seed"]) + i
+        done = folder / f"seed{seed}" / "metrics.json"
+        if config.get("reuse_finished") and done.is_file():
+            runs.append(load_json(done))
+            continue
         monitors = extra_monitors(seed) if extra_monitors else None
         runs.append(SegmentationRun(tileset, config, seed, folder / f"seed{seed}", monitors).execute())
     aggregate = aggregate_segmentation(runs)

@@ -123,6 +123,21 @@ def test_a_restored_model_only_evaluates_with_zero_epochs_and_gives_the_same_sco
     assert second["confusion_matrix"] == first["confusion_matrix"]
 
 
+def test_reuse_finished_reads_a_complete_seed_back_instead_of_training_it_again(reference):
+    folder, files, result = reference
+    assert result.returncode == 0, result.stderr
+    model = next((folder / "ref").glob("*/seed0/model.pt"))
+    stamp = model.stat().st_mtime_ns
+    before = json.loads(next((folder / "ref").glob("*/results.json")).read_text())
+    again = segment("--model", "segnet", *custom_args(files), "--sources", "image", "dsm", *TINY, *SCHEDULE,
+                    "--out", "ref", "--reuse_finished", cwd=folder)
+    assert again.returncode == 0, again.stderr
+    assert "epoch 1/6" not in again.stdout + again.stderr  # nothing trained
+    assert model.stat().st_mtime_ns == stamp
+    after = json.loads(next((folder / "ref").glob("*/results.json")).read_text())
+    assert after["mean_iou"] == before["mean_iou"] and after["runs"] == before["runs"]
+
+
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_metrics(reference):
     folder, files, result = reference
     assert result.returncode == 0, result.stderr
