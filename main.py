@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--class_balancing", action="store_true", default=None, help="inverse median frequency weights")
     model.add_argument("--normalization", help="standard (per band), minmax (global) or none; fitted on training pixels")
     model.add_argument("--pca", type=int, metavar="N",
-                       help="project spectra on their first N principal components (fitted on training pixels)")
+                       help="project spectra on their first N principal components (fitted on training pixels); "
+                            "replaces the model's own reduction")
+    model.add_argument("--pca_whiten", action="store_true", default=None,
+                       help="with --pca: scale each component to unit variance over the training pixels")
     model.add_argument("--flip_augmentation", action="store_true", default=None)
     model.add_argument("--radiation_augmentation", action="store_true", default=None)
     model.add_argument("--mixture_augmentation", action="store_true", default=None)
@@ -101,8 +104,10 @@ def cli_settings(args: argparse.Namespace) -> dict[str, Any]:
     """Flags the user gave (None for those left unset)."""
     settings = {k: getattr(args, k) for k in RUN_KEYS}
     settings.update(synthetic=args.synthetic, synthetic_ratio=args.synthetic_ratio)
+    if args.pca_whiten and args.pca is None:
+        raise UserError("--pca_whiten needs --pca N (the number of components to keep)")
     if args.pca is not None:
-        settings["reduction"] = {"name": "pca", "components": args.pca}
+        settings["reduction"] = {"name": "pca", "components": args.pca, **({"whiten": True} if args.pca_whiten else {})}
     sample = settings["training_sample"]
     if sample is not None and sample > 1:
         if sample != int(sample):

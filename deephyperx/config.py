@@ -114,8 +114,11 @@ def validate_config(config: dict[str, Any]) -> None:
 
     reduction = config.get("reduction")
     if reduction is not None and (not isinstance(reduction, dict) or reduction.get("name") != "pca"
-                                  or not isinstance(reduction.get("components"), int) or reduction["components"] < 1):
-        raise UserError(f"reduction {reduction!r}: use {{name: pca, components: N}} with N >= 1 (or --pca N)")
+                                  or not isinstance(reduction.get("components"), int) or reduction["components"] < 1
+                                  or set(reduction) - {"name", "components", "whiten"}
+                                  or not isinstance(reduction.get("whiten", False), bool)):
+        raise UserError(f"reduction {reduction!r}: use {{name: pca, components: N, whiten: true/false}} with N >= 1 "
+                        "(or --pca N [--pca_whiten])")
 
     if config["sampling_mode"] not in MODES:
         raise UserError(f"--sampling_mode {config['sampling_mode']!r} is unknown; choose one of: {', '.join(MODES)}")

@@ -83,16 +83,25 @@ class PCAProjection:
         return cls(np.asarray(state["mean"], np.float32), np.asarray(state["components"], np.float32))
 
 
-def fit_pca(cube: np.ndarray, train_mask: np.ndarray, n_components: int) -> PCAProjection:
+def fit_pca(cube: np.ndarray, train_mask: np.ndarray, n_components: int, whiten: bool = False) -> PCAProjection:
     """Principal components of the training pixels' spectra (signs fixed so that each
-    component's largest coefficient is positive, for reproducibility)."""
+    component's largest coefficient is positive, for reproducibility). With ``whiten``, each
+    component is divided by its standard deviation over the training pixels, so every projected
+    band has unit variance there (scikit-learn's ``PCA(whiten=True)``)."""
     pixels = np.asarray(cube[train_mask], dtype=np.float64)
     limit = min(pixels.shape)
     if not 1 <= n_components <= limit:
         raise UserError(f"PCA to {n_components} components needs at most {limit} "
                         f"(bands {pixels.shape[1]}, training pixels {pixels.shape[0]}); choose fewer components")
     mean = pixels.mean(axis=0)
-    _, _, vt = np.linalg.svd(pixels - mean, full_matrices=False)
+    _, singular, vt = np.linalg.svd(pixels - mean, full_matrices=False)
     components = vt[:n_components]
     signs = np.sign(components[np.arange(n_components), np.abs(components).argmax(axis=1)])
-    return PCAProjection(mean.astype(np.float32), (components * signs[:, None]).astype(np.float32))
+    components = components * signs[:, None]
+    if whiten:
+        std = singular[:n_components] / np.sqrt(max(len(pixels) - 1, 1))
+        if std[-1] <= 1e-7 * max(std[0], 1e-30):
+            raise UserError(f"PCA whitening: component {n_components} has no variance over the training pixels; "
+                            "choose fewer components")
+        components = components / std[:, None]
+    return PCAProjection(mean.astype(np.float32), components.astype(np.float32))

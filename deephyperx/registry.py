@@ -28,10 +28,14 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "supervision": "supervised",
     "output": "center",  # "center": one label per patch; "dense": a label per patch pixel
     "inputs": ["cube"],  # rasters fed to forward(), in order: the cube, then scene extras
-    "reduction": None,  # e.g. {"name": "pca", "components": 30}: fitted on training pixels
+    "reduction": None,  # e.g. {"name": "pca", "components": 30, "whiten": True}: fitted on training pixels
     "normalization": "standard",  # per band, fitted on training pixels; "minmax" or "none" (see preprocessing)
     "epoch_samples": None,  # samples drawn per epoch (with replacement); None: one pass over the training set
 }
+
+#: Run settings a registration may also fix, when its paper's protocol says so (e.g. HybridSN
+#: trains on every training pixel: ``val_fraction=0``).
+MODEL_RUN_SETTINGS = frozenset({"val_fraction"})
 
 #: neural: pixel/patch classifiers run by ``main.py``; sklearn: scikit-learn baselines;
 #: generator: conditional spectrum generators run by ``main.py generate``;
@@ -81,11 +85,11 @@ def register_model(name: str, *, family: str = "neural", citation: str, descript
     Neural factories are called as ``factory(n_bands=, n_classes=, patch_size=, **options)``
     and return a ``torch.nn.Module``; scikit-learn factories as ``factory(n_classes=, seed=,
     **options)`` and return an estimator. ``defaults`` are training settings (see
-    :data:`ENGINE_DEFAULTS`).
+    :data:`ENGINE_DEFAULTS`) and the run settings of :data:`MODEL_RUN_SETTINGS`.
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
-    unknown = set(defaults) - set(ENGINE_DEFAULTS)
+    unknown = set(defaults) - set(ENGINE_DEFAULTS) - MODEL_RUN_SETTINGS
     if unknown:
         raise ValueError(f"{name}: unknown training defaults {sorted(unknown)}")
 

@@ -271,7 +271,8 @@ class SingleRun:
         if self.config.get("reduction") and "cube" in inputs:
             at = inputs.index("cube")
             projection = PCAProjection.from_state_dict(restored["projection"]) if restored is not None \
-                else fit_pca(rasters[at], train, self.config["reduction"]["components"])
+                else fit_pca(rasters[at], train, self.config["reduction"]["components"],
+                             bool(self.config["reduction"].get("whiten", False)))
             rasters[at] = projection.apply(rasters[at])
         state = {"normalisers": {k: n.state_dict() for k, n in normalisers.items()},
                  "projection": projection.state_dict() if projection is not None else None}

@@ -139,7 +139,8 @@ def _check_hybridsn_sizes(n_bands: int, patch_size: int) -> None:
 
 
 @register_model("HybridSN", patch_size=25, epoch=100, batch_size=256, optimizer="adam", lr=1e-3,
-                scheduler={"name": "none"}, reduction={"name": "pca", "components": 30},
+                scheduler={"name": "none"}, reduction={"name": "pca", "components": 30, "whiten": True},
+                val_fraction=0.0,
                 citation="Roy, Krishna, Dubey & Chaudhuri, HybridSN: exploring 3-D-2-D CNN feature hierarchy for "
                          "hyperspectral image classification, IEEE GRSL 17(2), 277-281, 2020")
 class HybridSN(nn.Module):
@@ -152,10 +153,12 @@ class HybridSN(nn.Module):
     No batch normalisation (the paper says so). Glorot-uniform weights and zero biases (Keras'
     defaults, which the authors' notebook keeps).
 
-    The PCA to 30 components (15 for Pavia U / Salinas: set ``reduction``) is done by the
-    engine, fitted on the normalised training pixels only; the authors fit a whitened PCA on
-    every pixel of the scene, test pixels included, which leaks test data into the features;
-    the engine's projection is not whitened. The authors' Adam has a time-based decay of 1e-6
+    The PCA to 30 components (15 for Pavia U / Salinas: ``--pca 15 --pca_whiten``) is done by
+    the engine, whitened as the authors' is, but fitted on the normalised training pixels only:
+    the authors fit it on every pixel of the scene, test pixels included, which leaks test data
+    into the features. Like the authors, every training pixel trains (``val_fraction`` 0: the
+    notebook holds none out; give ``--val_fraction`` for ``--keep_best``); the notebook keeps
+    the epoch of best *training* accuracy, we keep the last. The authors' Adam has a time-based decay of 1e-6
     per step (the rate falls by about 0.1 % over their 1,300 steps), left out; no schedule. The paper
     drops border pixels whose patch leaves the image and the notebook zero-pads; the engine
     mirrors the border. Our 2-D convolution stacks the maps channel-major (Keras: depth-major),

@@ -237,6 +237,7 @@ def test_checkpoint_of_another_scene_or_not_a_checkpoint(tmp_path):
     (("--model", "hu", "--sampling_mode", "diagonal"), "diagonal"),
     (("--model", "hu", "--config", "missing.yaml"), "missing.yaml"),
     (("--model", "SVM", "--patch_size", "5"), "single spectra"),
+    (("--model", "hu", "--pca_whiten"), "--pca_whiten needs --pca N"),
     ((), "no --model"),
 ])
 def test_bad_flags(tmp_path, args, fragment):

@@ -128,3 +128,21 @@ def test_pca_is_fitted_on_training_pixels_and_matches_numpy(cube_and_mask):
     np.testing.assert_allclose(again, projected, rtol=1e-5)
     with pytest.raises(UserError, match="PCA to 9 components"):
         fit_pca(cube, train, 9)
+
+
+def test_whitened_pca_gives_unit_variance_uncorrelated_bands_on_training_pixels_only(cube_and_mask):
+    from deephyperx.preprocessing import fit_pca
+
+    cube, train = cube_and_mask
+    plain, white = fit_pca(cube, train, 3), fit_pca(cube, train, 3, whiten=True)
+    projected = white.apply(cube)[train].astype(np.float64)
+    np.testing.assert_allclose(np.cov(projected, rowvar=False), np.eye(3), atol=1e-4)
+    # same directions as the plain projection, each scaled by its standard deviation
+    scale = plain.apply(cube)[train].std(0, ddof=1)
+    np.testing.assert_allclose(white.components * scale[:, None], plain.components, rtol=1e-3, atol=1e-6)
+    spoiled = cube.copy()
+    spoiled[~train] = 1e6
+    np.testing.assert_allclose(fit_pca(spoiled, train, 3, whiten=True).components, white.components, rtol=1e-5)
+    flat = np.repeat(cube[..., :1], cube.shape[2], axis=2)  # one direction of variance only
+    with pytest.raises(UserError, match="component 2 has no variance"):
+        fit_pca(flat, train, 2, whiten=True)

@@ -7,7 +7,7 @@ import torch
 import models  # noqa: F401
 from deephyperx.config import RUN_DEFAULTS, experiment_id, resolve_config
 from deephyperx.errors import UserError
-from deephyperx.registry import ENGINE_DEFAULTS, create_model, get_spec, list_models
+from deephyperx.registry import ENGINE_DEFAULTS, MODEL_RUN_SETTINGS, create_model, get_spec, list_models
 
 NEURAL = [n for n in list_models("neural") if not n.startswith("test_")]  # test-only models register too
 
@@ -20,7 +20,7 @@ def test_every_model_has_a_citation_and_valid_defaults():
     for name in list_models():
         spec = get_spec(name)
         assert spec.citation and len(spec.citation) > 20, name
-        assert set(spec.defaults) <= set(ENGINE_DEFAULTS)
+        assert set(spec.defaults) <= set(ENGINE_DEFAULTS) | MODEL_RUN_SETTINGS, name
 
 
 @pytest.mark.parametrize("name", NEURAL)

@@ -60,7 +60,9 @@ def test_registered_defaults_are_the_papers_protocols():
     hybrid = get_spec("HybridSN").training_defaults()
     assert (hybrid["patch_size"], hybrid["optimizer"], hybrid["lr"], hybrid["batch_size"], hybrid["epoch"]) == \
         (25, "adam", 1e-3, 256, 100)
-    assert hybrid["reduction"] == {"name": "pca", "components": 30}
+    assert hybrid["reduction"] == {"name": "pca", "components": 30, "whiten": True}  # the notebook's PCA(whiten=True)
+    assert hybrid["val_fraction"] == 0.0  # every training pixel trains, as in the notebook
+    assert ssrn.get("val_fraction") is None  # a run setting only where the paper fixes it
 
 
 def training_accuracy(folder, scene) -> float:
@@ -88,7 +90,7 @@ def test_hybridsn_trains_on_pca_components_inside_the_pipeline(tmp_path):
     folder = fit("HybridSN", scene, tmp_path, patch_size=9, epoch=6, batch_size=32)
     assert training_accuracy(folder, scene) > 0.9
     saved = ckpt.load_checkpoint(folder / "model.pt")
-    assert saved["config"]["reduction"] == {"name": "pca", "components": 30}
+    assert saved["config"]["reduction"] == {"name": "pca", "components": 30, "whiten": True}
     assert np.asarray(saved["projection"]["components"]).shape == (30, scene.n_bands)
     # the 2-D convolution reads 32 maps per remaining band: 32 * (30 - 12) = 576 means 30 input bands, not 36
     assert saved["model_state"]["spatial.0.weight"].shape[1] == 32 * (30 - 12)
