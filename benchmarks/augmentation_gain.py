@@ -10,6 +10,8 @@ real + synthetic spectra, scene by scene and model by model.
 where ``augment.yaml`` holds ``synthetic: <synthetic.h5 or model.pt of main.py generate>`` and
 ``synthetic_ratio: 1``. Writes ``augmentation_gain.md`` and ``augmentation_gain.json`` into
 ``--out``: overall accuracy (mean ± std over runs) of both, and the gain in percentage points.
+When the two benchmarks ran different seeds (a heavy generator for seed 0 only beside five real-only
+seeds), both sides are compared on the seeds they share, read from each experiment's results.json.
 Bad input prints one line and exits with status 2, writing nothing.
 """
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
 
 from deephyperx.atomic import atomic_write_text  # noqa: E402
 from deephyperx.errors import UserError  # noqa: E402
@@ -52,6 +56,43 @@ def synthetic_setting(row: dict[str, Any]) -> Optional[str]:
     return f"ratio {config.get('synthetic_ratio')} from {Path(config['synthetic']).name}"
 
 
+def per_seed_runs(row: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The row's runs by seed, from its experiment's results.json (empty when it cannot be read)."""
+    results = Path(str(row.get("folder", ""))) / "results.json"
+    try:
+        runs = load_json(results).get("runs", []) if results.is_file() else []
+    except (UserError, AttributeError):
+        return {}
+    return {int(run["seed"]): run for run in runs if isinstance(run, dict) and "seed" in run}
+
+
+def on_seeds(row: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+    """The row's OA and AA as mean ± sample std over ``seeds`` only (its per-seed runs)."""
+    runs = per_seed_runs(row)
+    out = dict(row, seeds=seeds, runs=len(seeds))
+    for key in ("overall_accuracy", "average_accuracy"):
+        values = np.array([runs[s][key] for s in seeds], dtype=float)
+        out[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                    "n": len(values)}
+    return out
+
+
+def matched(real: dict[str, Any], augmented: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both rows restricted to the seeds both ran, when their seeds differ (e.g. a heavy generator
+    run for seed 0 only beside a five-seed real-only benchmark), so that a gain compares like with like."""
+    real_seeds, augmented_seeds = real.get("seeds"), augmented.get("seeds")
+    if not real_seeds or not augmented_seeds or list(real_seeds) == list(augmented_seeds):
+        return real, augmented
+    common = sorted(set(real_seeds) & set(augmented_seeds))
+    if not common:
+        raise UserError(f"{real['scene']}/{real['model']}: the real-only runs (seeds {real_seeds}) and the augmented "
+                        f"runs (seeds {augmented_seeds}) share no seed; run both with the same --seed")
+    if not all(set(common) <= set(per_seed_runs(row)) for row in (real, augmented)):
+        raise UserError(f"{real['scene']}/{real['model']}: the per-seed results of seeds {common} cannot be read "
+                        "from the experiments' results.json; keep the benchmark folders beside their bench.json")
+    return on_seeds(real, common), on_seeds(augmented, common)
+
+
 def _points(augmented: dict[str, Any], real: dict[str, Any], key: str) -> Optional[float]:
     a, r = augmented.get(key, {}).get("mean"), real.get(key, {}).get("mean")
     return None if a is None or r is None else 100.0 * (a - r)
@@ -67,7 +108,8 @@ def gain_rows(real: list[dict[str, Any]], augmented: list[dict[str, Any]]) -> tu
         a = by_key.get((r["scene"], r["model"]))
         if a is None:
             continue
-        rows.append({"scene": r["scene"], "model": r["model"],
+        r, a = matched(r, a)
+        rows.append({"scene": r["scene"], "model": r["model"], "seeds": r.get("seeds"),
                      "runs": {"real_only": r.get("runs"), "augmented": a.get("runs")},
                      "split": {"real_only": r.get("split"), "augmented": a.get("split")},
                      "oa_real_only": r["overall_accuracy"], "oa_augmented": a["overall_accuracy"],
@@ -89,7 +131,7 @@ def gain_markdown(rows: list[dict], only: list[dict], sources: Sequence[Path]) -
     """The gain table as Markdown, with the two source files and the unmatched pairs."""
     lines = ["# Gain from synthetic spectra", "",
              f"Real-only: `{sources[0]}`; augmented: `{sources[1]}`. Overall accuracy in percent, mean ± std "
-             "over runs; gain = augmented - real-only, in percentage points.", "",
+             "over the seeds both ran; gain = augmented - real-only, in percentage points.", "",
              "| scene | model | OA real-only (%) | OA augmented (%) | gain (points) | AA gain (points) | runs | "
              "synthetic | note |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -392,3 +392,29 @@ def test_the_gain_table_compares_real_only_and_augmented_benchmarks(tmp_path):
                               "--out", str(tmp_path / "g2")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "g2").exists()
+
+
+def experiment_with_seeds(folder: Path, scene: str, model: str, oa_by_seed: dict[int, float]) -> dict:
+    """A bench row whose experiment folder holds a results.json with one run per seed (as bench writes)."""
+    folder.mkdir(parents=True)
+    runs = [{"seed": s, "overall_accuracy": oa, "average_accuracy": oa - 0.1} for s, oa in oa_by_seed.items()]
+    (folder / "results.json").write_text(json.dumps({"runs": runs}))
+    values = np.array(list(oa_by_seed.values()))
+    row = bench_row(scene, model, float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                    runs=len(values))
+    return dict(row, seeds=list(oa_by_seed), folder=str(folder))
+
+
+def test_the_gain_compares_only_the_seeds_both_benchmarks_ran(tmp_path):
+    from benchmarks.augmentation_gain import gain_rows
+
+    real = [experiment_with_seeds(tmp_path / "real", "IndianPines", "nn", {0: 0.70, 1: 0.80, 2: 0.90})]
+    heavy = [experiment_with_seeds(tmp_path / "aug", "IndianPines", "nn", {0: 0.75})]  # seed 0 only
+    rows, only = gain_rows(real, heavy)
+    assert not only and rows[0]["seeds"] == [0]
+    assert rows[0]["oa_real_only"]["mean"] == pytest.approx(0.70)  # not the three-seed mean 0.80
+    assert rows[0]["gain_points"] == pytest.approx(5.0) and rows[0]["aa_gain_points"] == pytest.approx(5.0)
+    assert rows[0]["runs"] == {"real_only": 1, "augmented": 1}
+    other = [experiment_with_seeds(tmp_path / "other", "IndianPines", "nn", {7: 0.75})]
+    with pytest.raises(UserError, match="share no seed"):
+        gain_rows(real, other)
