@@ -182,6 +182,9 @@ def build_bench_parser() -> argparse.ArgumentParser:
     parser.add_argument("--training_sample", type=float)
     parser.add_argument("--sampling_mode")
     parser.add_argument("--runs", type=int)
+    parser.add_argument("--runs_for", nargs="+", metavar="MODEL=N",
+                        help="fewer (or more) seeds for some models, e.g. SSRN=1 when five seeds of its full "
+                             "schedule do not fit the machine; the table says each model's runs")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--epoch", type=int, help="override every model's epochs (a shortened schedule is no reproduction)")
     parser.add_argument("--val_fraction", type=float)
@@ -194,6 +197,19 @@ def build_bench_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML file of settings applied to every pair")
     parser.add_argument("--out", default="outputs/bench", help="folder of the experiments and the table")
     return parser
+
+
+def parse_runs_for(items: Optional[Sequence[str]], models: Sequence[str]) -> dict[str, int]:
+    """``["SSRN=1", "HybridSN=2"]`` -> ``{"SSRN": 1, "HybridSN": 2}``; each name must be one of ``models``."""
+    runs: dict[str, int] = {}
+    for item in items or []:
+        name, sep, count = item.partition("=")
+        if not sep or not count.isdigit() or int(count) < 1:
+            raise UserError(f"--runs_for {item!r}: write MODEL=N with N a whole number of at least 1, e.g. SSRN=1")
+        if name not in models:
+            raise UserError(f"--runs_for {item!r}: {name} is not among --models ({', '.join(models)})")
+        runs[name] = int(count)
+    return runs
 
 
 def run_bench_command(argv: Sequence[str]) -> int:
@@ -215,11 +231,13 @@ def run_bench_command(argv: Sequence[str]) -> int:
     if shared["training_sample"] is not None and shared["training_sample"] > 1:
         shared["training_sample"] = int(shared["training_sample"])
     shared.update(folder=folder, out=args.out)
+    runs_for = parse_runs_for(args.runs_for, args.models)
     for spec in specs:  # check every configuration before the first run
-        resolve_config(spec, file_config, shared)
+        resolve_config(spec, file_config, shared, {"runs": runs_for.get(spec.name)})
 
     def make_config(model: str, scene: Scene) -> dict[str, Any]:
-        config = resolve_config(get_spec(model), {k: v for k, v in file_config.items() if k != "model"}, shared)
+        config = resolve_config(get_spec(model), {k: v for k, v in file_config.items() if k != "model"}, shared,
+                                {"runs": runs_for.get(model)})
         config["dataset"] = scene.name
         if config["patch_size"] > min(scene.shape):
             raise UserError(f"model {model}: patch_size {config['patch_size']} is larger than scene {scene.name}")

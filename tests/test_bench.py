@@ -54,3 +54,21 @@ def test_bench_bad_input_is_one_line(tmp_path):
     result = bench("--models", "SVM", "--datasets", "Atlantis", "--out", "b", cwd=tmp_path)
     assert result.returncode == 2 and "Atlantis" in result.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_runs_for_gives_some_models_fewer_seeds_in_the_same_table(tmp_path):
+    result = bench("--models", "SVM", "hu", "--datasets", "Synthetic", "--runs", "3", "--runs_for", "hu=1",
+                   "--epoch", "2", "--out", "b", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = {r["model"]: r for r in json.loads((tmp_path / "b" / "bench.json").read_text())}
+    assert rows["SVM"]["seeds"] == [0, 1, 2] and rows["hu"]["seeds"] == [0]
+    assert "| Synthetic | hu | random 0.1 | 1 | 2 |" in (tmp_path / "b" / "bench.md").read_text()
+    assert sorted(p.name for p in (tmp_path / "b").glob("Synthetic_hu_*/seed*")) == ["seed0"]
+
+
+def test_runs_for_refuses_a_model_not_benchmarked_or_a_bad_count(tmp_path):
+    for item, fragment in (("SSRN=1", "not among --models"), ("hu=0", "MODEL=N"), ("hu", "MODEL=N")):
+        result = bench("--models", "SVM", "hu", "--datasets", "Synthetic", "--runs_for", item, "--out", "b",
+                       cwd=tmp_path)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and fragment in result.stderr, result.stderr
+    assert not (tmp_path / "b").exists()
