@@ -194,6 +194,9 @@ def build_bench_parser() -> argparse.ArgumentParser:
     parser.add_argument("--block_size", type=int)
     parser.add_argument("--cuda", type=int)
     parser.add_argument("--n_jobs", type=int)
+    parser.add_argument("--finished_only", action="store_true",
+                        help="train nothing: build the table from the seeds already finished (e.g. by parallel "
+                             "bench processes, one per model or seed); pairs with none are left out")
     parser.add_argument("--config", help="YAML file of settings applied to every pair")
     parser.add_argument("--out", default="outputs/bench", help="folder of the experiments and the table")
     return parser
@@ -245,7 +248,7 @@ def run_bench_command(argv: Sequence[str]) -> int:
 
     command = "python main.py " + " ".join(shlex.quote(a) for a in ["bench", *argv])
     rows = run_bench(args.datasets, args.models, lambda name: datasets.resolve_scene(name, folder), make_config,
-                     Path(args.out), command)
+                     Path(args.out), command, finished_only=args.finished_only)
     if distributed.is_main():
         for row in rows:
             report_line({**row, "n_runs": row["runs"]})

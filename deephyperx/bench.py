@@ -23,13 +23,21 @@ from deephyperx.scene import Scene
 
 def run_bench(scenes: Sequence[str], models: Sequence[str], load_scene: Callable[[str], Scene],
               make_config: Callable[[str, Scene], dict[str, Any]], out: Path,
-              command: Optional[str] = None) -> list[dict[str, Any]]:
-    """Run every model on every scene (scenes loaded once each) and write the tables to ``out``."""
+              command: Optional[str] = None, finished_only: bool = False) -> list[dict[str, Any]]:
+    """Run every model on every scene (scenes loaded once each) and write the tables to ``out``.
+
+    With ``finished_only`` nothing is trained: the table gathers the seeds already finished (by
+    this machine or by parallel ``bench`` processes on another), and pairs with none are left out.
+    """
     rows = []
     for scene_name in scenes:
         scene = load_scene(scene_name)
         for model in models:
-            result = run_experiment(scene, make_config(model, scene), command, reuse_finished=True)
+            result = run_experiment(scene, make_config(model, scene), command, reuse_finished=True,
+                                    finished_only=finished_only)
+            if result is None:
+                print(f"{model} on {scene.name}: no finished seed yet; left out of the table")
+                continue
             rows.append(bench_row(result))
             write_tables(rows, out)  # the table grows as pairs finish
     return rows
@@ -53,8 +61,19 @@ def bench_row(result: dict[str, Any]) -> dict[str, Any]:
         "parameters": _mean([r.get("parameters") for r in runs]),
         "train_seconds": _mean([r.get("train_seconds") for r in runs]),
         "inference_seconds": _mean([r.get("inference_seconds") for r in runs]),
+        "devices": devices_of(runs),
         "folder": result["folder"],
     }
+
+
+def devices_of(runs: list[dict[str, Any]]) -> str:
+    """Where the runs trained, e.g. ``cpu x1, cuda:0 NVIDIA H100 80GB HBM3 x4`` (times depend on it);
+    runs from before the device was recorded count as ``unrecorded``."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        name = run.get("device") or "unrecorded"
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{name} x{n}" for name, n in counts.items())
 
 
 def _stat(stat: dict[str, Any]) -> str:
@@ -62,14 +81,15 @@ def _stat(stat: dict[str, Any]) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| scene | model | split | runs | epochs | OA (%) | AA (%) | kappa (x100) | parameters | train (s) | inference (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scene | model | split | runs | epochs | OA (%) | AA (%) | kappa (x100) | parameters | train (s) | "
+             "inference (s) | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         params = f"{int(r['parameters']):,}" if r["parameters"] is not None else "-"
         times = [f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("train_seconds", "inference_seconds")]
         lines.append(f"| {r['scene']} | {r['model']} | {r['split']} | {r['runs']} | {r['epochs'] or '-'} | "
                      f"{_stat(r['overall_accuracy'])} | {_stat(r['average_accuracy'])} | {_stat(r['kappa'])} | "
-                     f"{params} | {times[0]} | {times[1]} |")
+                     f"{params} | {times[0]} | {times[1]} | {r.get('devices') or '-'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -91,11 +111,11 @@ def csv_table(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["scene", "model", "split", "runs", "epochs", "oa_mean", "oa_std", "aa_mean", "aa_std",
-                     "kappa_mean", "kappa_std", "parameters", "train_seconds", "inference_seconds"])
+                     "kappa_mean", "kappa_std", "parameters", "train_seconds", "inference_seconds", "devices"])
     for r in rows:
         writer.writerow([r["scene"], r["model"], r["split"], r["runs"], r["epochs"],
                          *(r[k][m] for k in ("overall_accuracy", "average_accuracy", "kappa") for m in ("mean", "std")),
-                         r["parameters"], r["train_seconds"], r["inference_seconds"]])
+                         r["parameters"], r["train_seconds"], r["inference_seconds"], r.get("devices")])
     return buffer.getvalue()
 
 

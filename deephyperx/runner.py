@@ -56,6 +56,13 @@ class Split:
 
 # ----- devices -----------------------------------------------------------------------------------
 
+def describe_device(device: torch.device) -> str:
+    """``cpu``, or the GPU's index and name (e.g. ``cuda:0 NVIDIA H100 80GB HBM3``): times depend on it."""
+    if device.type != "cuda":
+        return device.type
+    return f"{device} {torch.cuda.get_device_name(device)}"
+
+
 def resolve_device(cuda: int) -> torch.device:
     """``--cuda N`` picks GPU N; -1, or no GPU present, means the CPU (with one warning line)."""
     if cuda is None or cuda < 0:
@@ -303,7 +310,8 @@ class SingleRun:
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()
         prediction = predict_pixels_sklearn(estimator, cube)
-        info = {"train_seconds": train_seconds, "inference_seconds": time.perf_counter() - started}
+        info = {"train_seconds": train_seconds, "inference_seconds": time.perf_counter() - started,
+                "device": "cpu"}
         if hasattr(estimator, "best_params_"):
             info["selected_parameters"] = {k: (v if isinstance(v, (int, float, str)) else str(v))
                                            for k, v in estimator.best_params_.items()}
@@ -356,7 +364,8 @@ class SingleRun:
         os.replace(last, final) if last.is_file() else ckpt.save_checkpoint(final, trainer.state_dict())
         info = {"train_seconds": state.train_seconds, "inference_seconds": inference_seconds,
                 "epochs": state.epoch, "parameters": sum(p.numel() for p in model.parameters()),
-                "final_train_loss": state.history[-1]["train_loss"] if state.history else None}
+                "final_train_loss": state.history[-1]["train_loss"] if state.history else None,
+                "device": describe_device(device)}
         if self.synthetic is not None:
             info["synthetic"] = self.synthetic.info
         if state.best_epoch is not None:
@@ -393,12 +402,14 @@ def join_process_group(config: dict[str, Any]) -> None:
 
 def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] = None,
                    extra_monitors: Optional[Callable[[int], list[Monitor]]] = None,
-                   reuse_finished: bool = False) -> dict[str, Any]:
+                   reuse_finished: bool = False, finished_only: bool = False) -> Optional[dict[str, Any]]:
     """``config['runs']`` runs with seeds ``seed, seed+1, ...``; writes the aggregate report.
 
     With ``reuse_finished`` (the benchmark's resume), a seed whose folder is complete is read back
-    instead of run again; an interrupted seed resumes from its checkpoint either way.
+    instead of run again; an interrupted seed resumes from its checkpoint either way. With
+    ``finished_only`` nothing is trained: the finished seeds alone are aggregated (None if none is).
     """
+    reuse_finished = reuse_finished or finished_only
     join_process_group(config)
     # a --synthetic file's checksum joins the experiment's identity (its folder name)
     config = resolve_synthetic_settings(config, get_spec(config["model"]).family)
@@ -413,8 +424,12 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
             if finished is not None:
                 runs.append(finished)
                 continue
+        if finished_only:
+            continue
         monitors = extra_monitors(seed) if extra_monitors and main else None
         runs.append(SingleRun(scene, config, seed, folder / f"seed{seed}", monitors).execute())
+    if not runs:
+        return None
     aggregate = aggregate_runs(runs)
     aggregate.update({"scene": scene.name, "model": config["model"], "folder": str(folder),
                       "command": command, "config": config,
@@ -428,4 +443,4 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
 
 #: Per-run facts kept in an experiment's results.json beside the aggregate.
 RUN_FACTS = ("seed", "overall_accuracy", "average_accuracy", "kappa", "train_seconds", "inference_seconds",
-             "parameters", "epochs", "n_train", "n_test")
+             "parameters", "epochs", "n_train", "n_test", "device")

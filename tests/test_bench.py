@@ -72,3 +72,26 @@ def test_runs_for_refuses_a_model_not_benchmarked_or_a_bad_count(tmp_path):
                        cwd=tmp_path)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and fragment in result.stderr, result.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_seeds_run_by_separate_processes_gather_into_one_table_without_training(tmp_path):
+    """Parallel bench processes (one per seed, as on a many-core or GPU machine) fill the same
+    experiment folder; ``--finished_only`` then builds the table from what finished, training nothing."""
+    common = ("--models", "SVM", "hu", "--datasets", "Synthetic", "--epoch", "2", "--out", "b")
+    processes = [subprocess.Popen([sys.executable, str(ROOT / "main.py"), "bench", *common, "--seed", str(seed),
+                                   "--runs", "1"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for seed in (0, 2)]
+    for process in processes:
+        assert process.wait(timeout=600) == 0, process.stderr.read()
+    table = bench(*common, "--runs", "3", "--finished_only", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    rows = {r["model"]: r for r in json.loads((tmp_path / "b" / "bench.json").read_text())}
+    assert rows["hu"]["seeds"] == [0, 2] and rows["SVM"]["seeds"] == [0, 2]  # seed 1 was never trained
+    assert rows["hu"]["devices"] == "cpu x2"
+    assert not list((tmp_path / "b").glob("*/seed1*"))
+    assert "| Synthetic | hu | random 0.1 | 2 | 2 |" in (tmp_path / "b" / "bench.md").read_text()
+
+    nothing = bench("--models", "hu", "--datasets", "Synthetic", "--epoch", "3", "--out", "c", "--finished_only",
+                    cwd=tmp_path)
+    assert nothing.returncode == 0 and "no finished seed" in nothing.stdout
+    assert not list((tmp_path / "c").glob("*/seed*"))
