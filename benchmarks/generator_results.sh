@@ -10,6 +10,8 @@
 #   about 100 minutes a seed on one CPU core here, so `cgan:1` runs its seed 0 in every setting;
 #   benchmarks/augmentation_gain.py then compares it with the real-only run of the same seed.
 # Resumable: give the same command again (a larger N later adds the missing seeds).
+# Settings (environment): CUDA=K trains on GPU K (default -1, the CPU); JOBS=N trains N generator
+# seeds at once (default 1), e.g. on a GPU machine with many cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:?give the folder holding IndianPines/ and SalinasA/}"
@@ -18,26 +20,27 @@ shift $(( $# >= 2 ? 2 : $# ))
 generators=("$@")
 [ "${#generators[@]}" -eq 0 ] && generators=(cvae cgan)
 python="${PYTHON:-python}"
+cuda="${CUDA:--1}"
+jobs="${JOBS:-1}"
 settings=("IndianPines 0.05 ip_5pc" "IndianPines 10 ip_10px" "SalinasA 0.05 sa_5pc" "SalinasA 10 sa_10px")
 
 for setting in "${settings[@]}"; do
   read -r scene budget tag <<< "$setting"
   "$python" main.py bench --models nn hu --datasets "$scene" --folder "$data" --training_sample "$budget" \
-      --runs 5 --seed 0 --out "$out/$tag/real"
+      --runs 5 --seed 0 --cuda "$cuda" --out "$out/$tag/real"
   for spec in "${generators[@]}"; do
     generator="${spec%%:*}"
     count=5
     [ "$spec" != "$generator" ] && count="${spec#*:}"
     for seed in $(seq 0 $((count - 1))); do
-      file="$out/$tag/$generator/seed$seed.h5"
-      [ -f "$file" ] || "$python" main.py generate --model "$generator" --dataset "$scene" --folder "$data" \
-          --training_sample "$budget" --seed "$seed" --samples_per_class 1000 \
-          --runs_dir "$out/$tag/$generator/runs" --out "$file"
-    done
+      [ -f "$out/$tag/$generator/seed$seed.h5" ] || echo "$seed"
+    done | xargs -r -P "$jobs" -I{} "$python" main.py generate --model "$generator" --dataset "$scene" \
+        --folder "$data" --training_sample "$budget" --seed {} --samples_per_class 1000 --cuda "$cuda" \
+        --runs_dir "$out/$tag/$generator/runs" --out "$out/$tag/$generator/seed{}.h5"
     config="$out/$tag/$generator/augment.yaml"
     printf 'synthetic: %s\nsynthetic_ratio: 1.0\n' "$out/$tag/$generator/seed{seed}.h5" > "$config"
     "$python" main.py bench --models nn hu --datasets "$scene" --folder "$data" --training_sample "$budget" \
-        --runs "$count" --seed 0 --config "$config" --out "$out/$tag/$generator/augmented"
+        --runs "$count" --seed 0 --cuda "$cuda" --config "$config" --out "$out/$tag/$generator/augmented"
     "$python" benchmarks/augmentation_gain.py "$out/$tag/real/bench.json" \
         "$out/$tag/$generator/augmented/bench.json" --out "$out/$tag/$generator"
   done
