@@ -4,7 +4,8 @@
 # also writes the realism report: TSTR/TRTR, two-sample test, spectral angles); then an MLP (nn)
 # and a 1D CNN (hu) are trained on real pixels only and on real + synthetic spectra (ratio 1,
 # each seed taking its own generator's file through the {seed} template), and
-# benchmarks/augmentation_gain.py writes the gain table.
+# benchmarks/augmentation_gain.py writes the gain table; benchmarks/realism_summary.py gathers the
+# seeds' realism reports into one table (mean ± std).
 # Usage: benchmarks/generator_results.sh DATA_FOLDER [OUT] [GENERATOR[:SEEDS] ...]   (default: cvae cgan)
 #   GENERATOR:N runs that generator for seeds 0..N-1 only (default 5): cgan's full schedule takes
 #   about 100 minutes a seed on one CPU core here, so `cgan:1` runs its seed 0 in every setting;
@@ -45,3 +46,11 @@ for setting in "${settings[@]}"; do
         "$out/$tag/$generator/augmented/bench.json" --out "$out/$tag/$generator"
   done
 done
+
+# realism over seeds: one row per setting and generator (TSTR/TRTR, two-sample test, angle ratio)
+folders=()
+for setting in "${settings[@]}"; do
+  read -r _ _ tag <<< "$setting"
+  for spec in "${generators[@]}"; do folders+=("$out/$tag/${spec%%:*}"); done
+done
+"$python" benchmarks/realism_summary.py "${folders[@]}" --out "$out/realism_summary"

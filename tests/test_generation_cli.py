@@ -176,3 +176,33 @@ def test_command_line_as_a_user_runs_it(tmp_path):
     ok = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr
     assert np.bincount(read_spectra_file(tmp_path / "s.h5").labels).tolist() == [4] * 4
+
+
+@pytest.mark.skipif(not HAS_REALISM, reason="needs the realism report")
+def test_realism_summary_averages_the_seeds_reports(finished, capsys, tmp_path):
+    """benchmarks/realism_summary.py: mean ± sample std over the seeds' own realism reports."""
+    import json
+
+    folder, flags = finished
+    code, err = generate(["--model", "cvae", *flags, "--epoch", "1", "--batch_size", "32", "--config", "small.yaml",
+                          "--samples_per_class", "10", "--seed", "1", "--out", "syn1.h5", "--runs_dir", "runs"],
+                         folder, capsys)
+    assert code == 0, err
+    script = ROOT / "benchmarks" / "realism_summary.py"
+    done = subprocess.run([sys.executable, str(script), str(folder), "--out", str(tmp_path / "summary")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads((tmp_path / "summary" / "realism_summary.json").read_text())
+    assert row["seeds"] == [0, 1] and row["generator"] == "cvae" and row["scene"] == "cube"
+    reports = [json.loads(p.read_text()) for p in sorted((folder / "runs").glob("*/seed*/realism/realism.json"))]
+    tstr = [100 * r["utility"]["linear_svm"]["tstr"]["overall_accuracy"] for r in reports]
+    assert row["stats"]["linear_svm_tstr"]["mean"] == pytest.approx(np.mean(tstr))
+    assert row["stats"]["linear_svm_tstr"]["std"] == pytest.approx(np.std(tstr, ddof=1))
+    two_sample = [100 * r["two_sample"]["accuracy"] for r in reports]
+    assert row["stats"]["two_sample"]["mean"] == pytest.approx(np.mean(two_sample))
+    assert "| cube |" in (tmp_path / "summary" / "realism_summary.md").read_text()
+
+    empty = subprocess.run([sys.executable, str(script), str(tmp_path / "nothing"), "--out", str(tmp_path / "x")],
+                           capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 2 and empty.stderr.count("\n") == 1 and "nothing" in empty.stderr
+    assert not (tmp_path / "x").exists()
