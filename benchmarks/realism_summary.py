@@ -17,13 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deephyperx.atomic import atomic_write_text  # noqa: E402
 from deephyperx.config import load_yaml_config  # noqa: E402
 from deephyperx.errors import UserError  # noqa: E402
+from deephyperx.metrics import mean_and_std  # noqa: E402
 from deephyperx.reports import load_json, save_json  # noqa: E402
 
 CLASSIFIERS = ("linear_svm", "mlp")
@@ -65,11 +64,7 @@ def summarise(folder: Path) -> dict[str, Any]:
         raise UserError(f"{folder}: its runs mix settings {sorted(map(str, settings))}; give one folder per setting")
     dataset, model, mode, budget = settings.pop()
     per_seed = [seed_values(report) for _, report in reports]
-    stats = {}
-    for key in per_seed[0]:
-        values = np.array([v[key] for v in per_seed])
-        stats[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                      "n": int(len(values))}
+    stats = {key: mean_and_std([v[key] for v in per_seed]) for key in per_seed[0]}
     return {"folder": str(folder), "scene": dataset, "generator": model, "split": f"{mode} {budget}",
             "seeds": [int(report["seed"]) for _, report in reports], "stats": stats}
 

@@ -7,6 +7,7 @@ interrupted benchmark resumes where it stopped when the same command is given ag
 from __future__ import annotations
 
 import csv
+from collections import Counter
 import io
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -69,10 +70,7 @@ def bench_row(result: dict[str, Any]) -> dict[str, Any]:
 def devices_of(runs: list[dict[str, Any]]) -> str:
     """Where the runs trained, e.g. ``cpu x1, cuda:0 NVIDIA H100 80GB HBM3 x4`` (times depend on it);
     runs from before the device was recorded count as ``unrecorded``."""
-    counts: dict[str, int] = {}
-    for run in runs:
-        name = run.get("device") or "unrecorded"
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(run.get("device") or "unrecorded" for run in runs)
     return ", ".join(f"{name} x{n}" for name, n in counts.items())
 
 
