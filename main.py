@@ -316,10 +316,15 @@ def run(argv: Sequence[str]) -> int:
 
 def report_line(result: dict[str, Any]) -> None:
     """Print the experiment's mean ± std metrics and where the reports are."""
-    n = result["n_runs"]
+    n, diverged = result["n_runs"], result.get("diverged") or []
+    lost = f"; diverged, left out: seed {', '.join(str(d['seed']) for d in diverged)}" if diverged else ""
+    if result["overall_accuracy"] is None:
+        print(f"{result['model']} on {result['scene']}: no run finished{lost}")
+        return
     print(f"{result['model']} on {result['scene']}, {n} run(s): "
           + "  ".join(f"{label} {format_percent(result[key]['mean'], result[key]['std'])}"
-                      for label, key in (("OA", "overall_accuracy"), ("AA", "average_accuracy"), ("kappa", "kappa"))))
+                      for label, key in (("OA", "overall_accuracy"), ("AA", "average_accuracy"), ("kappa", "kappa")))
+          + lost)
     print(f"reports: {result['folder']}")
 
 

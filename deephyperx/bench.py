@@ -18,7 +18,7 @@ from deephyperx.atomic import atomic_path, atomic_write_text
 from deephyperx.metrics import format_percent
 from deephyperx.registry import get_spec
 from deephyperx.reports import save_json
-from deephyperx.runner import run_experiment
+from deephyperx.runner import EverySeedDiverged, run_experiment
 from deephyperx.scene import Scene
 
 
@@ -34,8 +34,14 @@ def run_bench(scenes: Sequence[str], models: Sequence[str], load_scene: Callable
     for scene_name in scenes:
         scene = load_scene(scene_name)
         for model in models:
-            result = run_experiment(scene, make_config(model, scene), command, reuse_finished=True,
-                                    finished_only=finished_only)
+            config = make_config(model, scene)
+            try:
+                result = run_experiment(scene, config, command, reuse_finished=True, finished_only=finished_only)
+            except EverySeedDiverged as error:
+                print(error)
+                rows.append(diverged_row(scene.name, model, config, error.diverged))
+                write_tables(rows, out)
+                continue
             if result is None:
                 print(f"{model} on {scene.name}: no finished seed yet; left out of the table")
                 continue
@@ -63,8 +69,27 @@ def bench_row(result: dict[str, Any]) -> dict[str, Any]:
         "train_seconds": _mean([r.get("train_seconds") for r in runs]),
         "inference_seconds": _mean([r.get("inference_seconds") for r in runs]),
         "devices": devices_of(runs),
+        "diverged": result.get("diverged", []),
         "folder": result["folder"],
     }
+
+
+def diverged_row(scene: str, model: str, config: dict[str, Any], diverged: list[dict[str, Any]]) -> dict[str, Any]:
+    """A table row for a pair whose every seed diverged: no scores, the divergence recorded."""
+    return {"scene": scene, "model": model, "split": f"{config['sampling_mode']} {config['training_sample']}",
+            "runs": 0, "seeds": [], "epochs": config.get("epoch"),
+            **{key: None for key in ("overall_accuracy", "average_accuracy", "kappa")},
+            "f1_per_class": {}, "parameters": None, "train_seconds": None, "inference_seconds": None,
+            "devices": None, "diverged": diverged, "folder": None}
+
+
+def runs_cell(row: dict[str, Any]) -> str:
+    """The runs column: finished seeds, and which seeds diverged (left out of the means)."""
+    diverged = row.get("diverged") or []
+    if not diverged:
+        return str(row["runs"])
+    seeds = ", ".join(f"{d['seed']} (epoch {d['epoch']})" for d in diverged)
+    return f"{row['runs']}; diverged: seed {seeds}"
 
 
 def devices_of(runs: list[dict[str, Any]]) -> str:
@@ -74,8 +99,8 @@ def devices_of(runs: list[dict[str, Any]]) -> str:
     return ", ".join(f"{name} x{n}" for name, n in counts.items())
 
 
-def _stat(stat: dict[str, Any]) -> str:
-    return format_percent(stat["mean"], stat["std"])
+def _stat(stat: Optional[dict[str, Any]]) -> str:
+    return format_percent(stat["mean"], stat["std"]) if stat is not None else "diverged"
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -85,7 +110,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         params = f"{int(r['parameters']):,}" if r["parameters"] is not None else "-"
         times = [f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("train_seconds", "inference_seconds")]
-        lines.append(f"| {r['scene']} | {r['model']} | {r['split']} | {r['runs']} | {r['epochs'] or '-'} | "
+        lines.append(f"| {r['scene']} | {r['model']} | {r['split']} | {runs_cell(r)} | {r['epochs'] or '-'} | "
                      f"{_stat(r['overall_accuracy'])} | {_stat(r['average_accuracy'])} | {_stat(r['kappa'])} | "
                      f"{params} | {times[0]} | {times[1]} | {r.get('devices') or '-'} |")
     return "\n".join(lines) + "\n"
@@ -94,8 +119,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def per_class_markdown(rows: list[dict[str, Any]]) -> str:
     """Per-class F1 (mean ± std) of every model, one table per scene."""
     out = []
-    for scene in dict.fromkeys(r["scene"] for r in rows):
-        mine = [r for r in rows if r["scene"] == scene]
+    for scene in dict.fromkeys(r["scene"] for r in rows if r["f1_per_class"]):
+        mine = [r for r in rows if r["scene"] == scene and r["f1_per_class"]]
         names = list(mine[0]["f1_per_class"])
         out.append(f"\n### {scene}: F1 per class (%)\n")
         out.append("| class | " + " | ".join(r["model"] for r in mine) + " |")
@@ -109,11 +134,14 @@ def csv_table(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["scene", "model", "split", "runs", "epochs", "oa_mean", "oa_std", "aa_mean", "aa_std",
-                     "kappa_mean", "kappa_std", "parameters", "train_seconds", "inference_seconds", "devices"])
+                     "kappa_mean", "kappa_std", "parameters", "train_seconds", "inference_seconds", "devices",
+                     "diverged_seeds"])
     for r in rows:
         writer.writerow([r["scene"], r["model"], r["split"], r["runs"], r["epochs"],
-                         *(r[k][m] for k in ("overall_accuracy", "average_accuracy", "kappa") for m in ("mean", "std")),
-                         r["parameters"], r["train_seconds"], r["inference_seconds"], r.get("devices")])
+                         *((r[k] or {}).get(m) for k in ("overall_accuracy", "average_accuracy", "kappa")
+                           for m in ("mean", "std")),
+                         r["parameters"], r["train_seconds"], r["inference_seconds"], r.get("devices"),
+                         " ".join(str(d["seed"]) for d in r.get("diverged") or [])])
     return buffer.getvalue()
 
 
@@ -126,17 +154,24 @@ def save_bench_figure(rows: list[dict[str, Any]], path: Path) -> None:
 
     records = []
     for r in rows:
+        if r["folder"] is None:  # every seed diverged: nothing to plot
+            continue
         for run in _run_values(r):
             records.append({"scene": r["scene"], "model": r["model"], "OA (%)": 100 * run})
-    frame = pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records, columns=["scene", "model", "OA (%)"])
     fig = Figure(figsize=(max(6, 1.2 * frame["model"].nunique() * frame["scene"].nunique()), 4.5))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    sns.barplot(data=frame, x="model", y="OA (%)", hue="scene", errorbar="sd", ax=ax)
-    sns.stripplot(data=frame, x="model", y="OA (%)", hue="scene", dodge=True, palette="dark:black", size=3, ax=ax,
-                  legend=False)
+    if len(frame):
+        sns.barplot(data=frame, x="model", y="OA (%)", hue="scene", errorbar="sd", ax=ax)
+        sns.stripplot(data=frame, x="model", y="OA (%)", hue="scene", dodge=True, palette="dark:black", size=3,
+                      ax=ax, legend=False)
     ax.set_ylim(0, 100)
-    ax.set_title("overall accuracy, mean ± std over runs (dots: runs)")
+    title = "overall accuracy, mean ± std over runs (dots: runs)"
+    lost = [f"{r['model']} on {r['scene']}" for r in rows if r["folder"] is None]
+    if lost:
+        title += "\nevery seed diverged (not shown): " + ", ".join(lost)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -13,3 +13,20 @@ class UserError(Exception):
 
 class DataNotFoundError(UserError):
     """A scene's files are missing: the message says which files, where, and how to get them."""
+
+
+class TrainingDiverged(UserError):
+    """The training loss became nan or infinite: the weights cannot recover, so training stops.
+
+    ``epoch`` is 1-based; ``loss`` the non-finite epoch loss; ``lr`` the learning rate then."""
+
+    def __init__(self, model: str, epoch: int, loss: float, lr: float, previous_loss: float | None = None):
+        self.model, self.epoch, self.loss, self.lr = model, epoch, loss, lr
+        self.hint = f"lower --lr (now {lr:g}) or choose another --optimizer"
+        before = f" (epoch {epoch - 1}: {previous_loss:.4g})" if previous_loss is not None else ""
+        super().__init__(f"{model} diverged at epoch {epoch}: the training loss is {loss}{before} and the weights "
+                         f"cannot recover; {self.hint}")
+
+    def as_record(self) -> dict:
+        """What a bench table keeps of the divergence."""
+        return {"epoch": self.epoch, "loss": str(self.loss), "lr": self.lr}

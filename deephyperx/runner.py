@@ -26,7 +26,7 @@ from deephyperx import checkpoint as ckpt
 from deephyperx import distributed
 from deephyperx.atomic import atomic_path, atomic_write_text, replace_directory
 from deephyperx.config import experiment_id, model_band_count, to_yaml
-from deephyperx.errors import UserError
+from deephyperx.errors import TrainingDiverged, UserError
 from deephyperx.file_monitor import FileMonitor
 from deephyperx.inference import predict_centre, predict_dense, predict_pixels_sklearn
 from deephyperx.metrics import aggregate_runs, confusion_matrix, metrics_from_confusion
@@ -400,6 +400,20 @@ def join_process_group(config: dict[str, Any]) -> None:
     distributed.init(use_cuda=cuda is not None and cuda >= 0 and torch.cuda.is_available())
 
 
+class EverySeedDiverged(UserError):
+    """No seed of an experiment finished: each one's training loss became nan or infinite."""
+
+    def __init__(self, model: str, scene: str, diverged: list[dict[str, Any]], hint: str):
+        self.model, self.scene, self.diverged = model, scene, diverged
+        seeds = "; ".join(f"seed {d['seed']} at epoch {d['epoch']} (loss {d['loss']})" for d in diverged)
+        super().__init__(f"{model} on {scene}: every seed diverged ({seeds}); {hint}")
+
+
+def diverged_marker(folder: Path, seed: int) -> Path:
+    """The file recording that a seed's training diverged (read back by a resumed benchmark)."""
+    return folder / f"seed{seed}.diverged.json"
+
+
 def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] = None,
                    extra_monitors: Optional[Callable[[int], list[Monitor]]] = None,
                    reuse_finished: bool = False, finished_only: bool = False) -> Optional[dict[str, Any]]:
@@ -408,6 +422,10 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
     With ``reuse_finished`` (the benchmark's resume), a seed whose folder is complete is read back
     instead of run again; an interrupted seed resumes from its checkpoint either way. With
     ``finished_only`` nothing is trained: the finished seeds alone are aggregated (None if none is).
+
+    A seed whose training diverges (nan or infinite loss) is recorded in ``seed<N>.diverged.json``
+    (read back, not retrained, under ``reuse_finished``) and left out of the aggregate, which lists
+    it under ``diverged``; when every seed diverged, :class:`EverySeedDiverged` is raised.
     """
     reuse_finished = reuse_finished or finished_only
     join_process_group(config)
@@ -415,30 +433,59 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
     config = resolve_synthetic_settings(config, get_spec(config["model"]).family)
     folder = run_folder_names(config, scene)
     main = distributed.is_main()
-    runs = []
+    runs: list[dict[str, Any]] = []
+    diverged: list[dict[str, Any]] = []
+    hint = "lower --lr or choose another --optimizer"
     for i in range(config["runs"]):
         seed = int(config["seed"]) + i
-        done = folder / f"seed{seed}" / "metrics.json"
-        if reuse_finished:  # rank 0 reads the finished run and tells the others
+        done, marker = folder / f"seed{seed}" / "metrics.json", diverged_marker(folder, seed)
+        if reuse_finished:  # rank 0 reads the finished run (or its divergence) and tells the others
             finished = distributed.broadcast_object(load_json(done) if main and done.is_file() else None)
             if finished is not None:
                 runs.append(finished)
                 continue
+            known = distributed.broadcast_object(load_json(marker) if main and marker.is_file() else None)
+            if known is not None:
+                diverged.append(known)
+                continue
         if finished_only:
             continue
         monitors = extra_monitors(seed) if extra_monitors and main else None
-        runs.append(SingleRun(scene, config, seed, folder / f"seed{seed}", monitors).execute())
+        try:
+            runs.append(SingleRun(scene, config, seed, folder / f"seed{seed}", monitors).execute())
+        except TrainingDiverged as error:
+            record = {"seed": seed, **error.as_record()}
+            hint = error.hint
+            if main:
+                save_json(marker, record)
+            if main and config["runs"] > 1:  # one seed's failure among several: say it, go on
+                print(f"{error} (seed {seed}; recorded in {marker}: delete it to train this seed again)",
+                      file=sys.stderr)
+            diverged.append(record)
     if not runs:
+        if diverged:
+            raise EverySeedDiverged(config["model"], scene.name, diverged, hint)
         return None
     aggregate = aggregate_runs(runs)
     aggregate.update({"scene": scene.name, "model": config["model"], "folder": str(folder),
                       "command": command, "config": config,
                       "runs": [{k: run.get(k) for k in RUN_FACTS} for run in runs]})
+    if diverged:
+        aggregate["diverged"] = diverged
     if main:
         save_json(folder / "results.json", aggregate)
-        atomic_write_text(folder / "results.md", aggregate_markdown(
-            f"{config['model']} on {scene.name}", aggregate, scene.class_names, [command] if command else None))
+        text = aggregate_markdown(f"{config['model']} on {scene.name}", aggregate, scene.class_names,
+                                  [command] if command else None)
+        if diverged:
+            text += "\n" + diverged_note(diverged) + "\n"
+        atomic_write_text(folder / "results.md", text)
     return aggregate
+
+
+def diverged_note(diverged: list[dict[str, Any]]) -> str:
+    """One line saying which seeds diverged and are left out of the means."""
+    seeds = ", ".join(f"seed {d['seed']} (epoch {d['epoch']}, loss {d['loss']})" for d in diverged)
+    return f"Left out of the means: training diverged in {seeds}."
 
 
 #: Per-run facts kept in an experiment's results.json beside the aggregate.

@@ -24,7 +24,7 @@ from torch import nn
 from deephyperx import distributed
 from deephyperx.checkpoint import save_checkpoint
 from deephyperx.config import BEST_METRICS
-from deephyperx.errors import UserError
+from deephyperx.errors import TrainingDiverged, UserError
 from deephyperx.monitor import Monitor
 from deephyperx.sampling import BatchMaker
 from deephyperx.scene import IGNORE
@@ -92,7 +92,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, spec: Optional[dict], epoc
                                                     gamma=spec.get("gamma", 0.1))
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    from deephyperx.errors import UserError
+    from deephyperx.errors import TrainingDiverged, UserError
     raise UserError(f"unknown scheduler '{name}'; choose plateau, multistep, cosine or none")
 
 
@@ -263,6 +263,7 @@ class Trainer:
             record = {"train_loss": self._mean_loss(losses)}
             record.update(self._validation_scores(batch_size))
             record["lr"] = float(self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"])
+            self._stop_if_diverged(record)
             self._scheduler_step(record)
             self.state.train_seconds += time.perf_counter() - started
             self.state.history.append(record)
@@ -277,6 +278,15 @@ class Trainer:
         if self.state.epoch >= epochs and self.best_weights is not None:
             self._restore_best()
         return self.state
+
+    def _stop_if_diverged(self, record: dict[str, float]) -> None:
+        """Raise :class:`TrainingDiverged` when the epoch's training loss is nan or infinite (before
+        the epoch is checkpointed, so the last checkpoint keeps finite weights)."""
+        if math.isfinite(record["train_loss"]):
+            return
+        previous = self.state.history[-1]["train_loss"] if self.state.history else None
+        raise TrainingDiverged(str(self.config.get("model", "the model")), self.state.epoch + 1,
+                               record["train_loss"], record["lr"], previous)
 
     def _remember_if_best(self, record: dict[str, float]) -> None:
         """Keep a copy of the weights when ``keep_best`` is set and this epoch is the best so far."""

@@ -95,3 +95,41 @@ def test_seeds_run_by_separate_processes_gather_into_one_table_without_training(
                     cwd=tmp_path)
     assert nothing.returncode == 0 and "no finished seed" in nothing.stdout
     assert not list((tmp_path / "c").glob("*/seed*"))
+
+
+def test_a_diverging_model_becomes_a_marked_row_and_is_not_retrained(tmp_path):
+    """A learning rate that overflows the weights: the pair's every seed diverges at epoch 1; the
+    table keeps the other models, marks the pair, and a second command reads the divergence back."""
+    (tmp_path / "unstable.yaml").write_text("lr: 1.0e+37\n")
+    args = ("--models", "SVM", "hu", "--datasets", "Synthetic", "--runs", "2", "--epoch", "2", "--config",
+            "unstable.yaml", "--out", "b")
+    first = bench(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "hu on Synthetic: every seed diverged (seed 0 at epoch 1 (loss inf); seed 1 at epoch 1" in first.stdout
+    out = tmp_path / "b"
+    rows = {r["model"]: r for r in json.loads((out / "bench.json").read_text())}
+    assert rows["SVM"]["runs"] == 2 and rows["SVM"]["diverged"] == []
+    assert rows["hu"]["runs"] == 0 and rows["hu"]["overall_accuracy"] is None
+    assert [(d["seed"], d["epoch"], d["loss"]) for d in rows["hu"]["diverged"]] == [(0, 1, "inf"), (1, 1, "inf")]
+    table = (out / "bench.md").read_text()
+    assert "| Synthetic | hu | random 0.1 | 0; diverged: seed 0 (epoch 1), 1 (epoch 1) | 2 | diverged |" in table
+    assert {r["model"]: r["diverged_seeds"] for r in csv.DictReader((out / "bench.csv").open())} == \
+        {"SVM": "", "hu": "0 1"}
+    assert Image.open(out / "bench.png").format == "PNG"
+    markers = sorted(out.glob("Synthetic_hu_*/seed*.diverged.json"))
+    assert [m.name for m in markers] == ["seed0.diverged.json", "seed1.diverged.json"]
+    assert not list(out.glob("Synthetic_hu_*/seed*.partial"))  # nothing finite was ever checkpointed
+    stamps = [m.stat().st_mtime_ns for m in markers]
+
+    again = bench(*args, "--finished_only", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert [m.stat().st_mtime_ns for m in markers] == stamps
+    assert "0; diverged: seed 0 (epoch 1), 1 (epoch 1)" in (out / "bench.md").read_text()
+
+
+def test_runs_cell_names_the_seeds_left_out():
+    from deephyperx.bench import runs_cell
+
+    assert runs_cell({"runs": 5, "diverged": []}) == "5"
+    assert runs_cell({"runs": 4, "diverged": [{"seed": 3, "epoch": 12, "loss": "nan"}]}) == \
+        "4; diverged: seed 3 (epoch 12)"

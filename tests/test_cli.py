@@ -255,3 +255,11 @@ def test_an_error_found_during_the_run_leaves_no_partial_folder(tmp_path):
     result = cli("--model", "hu", "--dataset", "Synthetic", "--pca", "500", "--out", "o", cwd=tmp_path)
     assert_one_line_error(result, "PCA to 500 components")
     assert_nothing_written(tmp_path)
+
+
+def test_a_diverging_run_is_one_line_naming_the_learning_rate(tmp_path):
+    result = cli("--model", "hu", "--dataset", "Synthetic", "--epoch", "2", "--lr", "1e37", "--out", "o",
+                 cwd=tmp_path)
+    assert_one_line_error(result, "every seed diverged", "epoch 1 (loss inf)", "lower --lr (now 1e+37)")
+    folder = next((tmp_path / "o").glob("Synthetic_hu_*"))
+    assert [p.name for p in folder.iterdir()] == ["seed0.diverged.json"]  # the record only: no half-run

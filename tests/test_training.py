@@ -336,3 +336,16 @@ def test_epoch_of_a_sample_count_draws_shuffled_passes():
     assert len(drawn) == 17
     assert sorted(drawn[:7].tolist()) == list(range(7)) and sorted(drawn[7:14].tolist()) == list(range(7))
     assert set(drawn[14:].tolist()) <= set(range(7))
+
+
+def test_a_non_finite_loss_stops_training_before_its_epoch_is_checkpointed(small_scene, tmp_path):
+    from deephyperx.errors import TrainingDiverged
+
+    config = config_for("hu", small_scene, tmp_path, epoch=3, lr=1e37)
+    trainer = trainer_for(small_scene, config, checkpoint_path=tmp_path / "c.pt")
+    with pytest.raises(TrainingDiverged, match=r"hu diverged at epoch 1: the training loss is (inf|nan) .*--lr \(now 1e\+37\)") \
+            as caught:
+        trainer.fit()
+    record = caught.value.as_record()
+    assert record["epoch"] == 1 and record["loss"] in ("inf", "nan") and record["lr"] == 1e37
+    assert not (tmp_path / "c.pt").exists() and trainer.state.epoch == 0 and trainer.state.history == []
