@@ -159,7 +159,7 @@ def boulch_encoder(n_bands: int, planes: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@register_model("boulch", patch_size=1, epoch=100, batch_size=100, optimizer="sgd", lr=1e-3,
+@register_model("boulch", patch_size=1, epoch=100, batch_size=100, optimizer="adam", lr=1e-3,
                 supervision="semi_supervised_reconstruction",
                 citation="Boulch, Audebert & Dubucq, Autoencodeurs pour la visualisation d'images "
                          "hyperspectrales, GRETSI 2017")
@@ -171,11 +171,19 @@ class BoulchAutoencoder(nn.Module):
     channels) until the spectrum is one position long (log2(bands) blocks), then a convolution to 3
     channels and tanh. Heads: linear 3 -> classes, linear 3 -> bands (the decoder). Loss (the step):
     cross-entropy + ``reconstruction_weight`` (0.1) x squared reconstruction error, on labelled and
-    unlabelled spectra. SGD lr 0.001. He-normal weights, zero biases.
+    unlabelled spectra. Adam lr 0.001 (a departure, below), batch 100, 100 epochs. He-normal
+    weights, zero biases.
 
     The architecture, weight 0.1 and initialisation follow DeepHyperX, whose author co-wrote the
     paper; we could not read the paper itself. DeepHyperX's builder miscounts channels when the
     spectrum has fewer than 4 bands; here channels are tracked layer by layer.
+
+    Training departure: DeepHyperX trains with plain SGD at lr 0.001, which barely moves this
+    network in 100 epochs (Indian Pines 10%, seed 0: training loss 3.12 -> 2.32, test OA 18.53;
+    Salinas-A 5%: OA 62.05 ± 12.51 over five seeds). Adam at the same rate trains it (seed 0:
+    Indian Pines OA 43.43, Salinas-A 94.29); ``--optimizer sgd`` gives DeepHyperX's. Its 3-value
+    code remains a tight bottleneck for 16 classes: the paper's aim is a false-colour view of the
+    scene, not the best classifier.
     """
 
     def __init__(self, n_bands: int, n_classes: int, patch_size: int = 1, *, planes: int = 16,
