@@ -18,15 +18,18 @@ class DataNotFoundError(UserError):
 class TrainingDiverged(UserError):
     """The training loss became nan or infinite: the weights cannot recover, so training stops.
 
-    ``epoch`` is 1-based; ``loss`` the non-finite epoch loss; ``lr`` the learning rate then."""
+    ``epoch`` is 1-based; ``loss`` the non-finite epoch loss; ``lr`` the run's learning rate (its
+    ``--lr``); ``lr_at_epoch`` the rate the scheduler had reached at that epoch."""
 
-    def __init__(self, model: str, epoch: int, loss: float, lr: float, previous_loss: float | None = None):
-        self.model, self.epoch, self.loss, self.lr = model, epoch, loss, lr
+    def __init__(self, model: str, epoch: int, loss: float, lr: float, lr_at_epoch: float,
+                 previous_loss: float | None = None):
+        self.model, self.epoch, self.loss, self.lr, self.lr_at_epoch = model, epoch, loss, lr, lr_at_epoch
         self.hint = f"lower --lr (now {lr:g}) or choose another --optimizer"
         before = f" (epoch {epoch - 1}: {previous_loss:.4g})" if previous_loss is not None else ""
-        super().__init__(f"{model} diverged at epoch {epoch}: the training loss is {loss}{before} and the weights "
-                         f"cannot recover; {self.hint}")
+        scheduled = f" at the scheduled rate {lr_at_epoch:g}" if lr_at_epoch != lr else ""
+        super().__init__(f"{model} diverged at epoch {epoch}{scheduled}: the training loss is {loss}{before} and "
+                         f"the weights cannot recover; {self.hint}")
 
     def as_record(self) -> dict:
         """What a bench table keeps of the divergence."""
-        return {"epoch": self.epoch, "loss": str(self.loss), "lr": self.lr}
+        return {"epoch": self.epoch, "loss": str(self.loss), "lr": self.lr, "lr_at_epoch": self.lr_at_epoch}

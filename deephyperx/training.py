@@ -285,8 +285,8 @@ class Trainer:
         if math.isfinite(record["train_loss"]):
             return
         previous = self.state.history[-1]["train_loss"] if self.state.history else None
-        raise TrainingDiverged(str(self.config.get("model", "the model")), self.state.epoch + 1,
-                               record["train_loss"], record["lr"], previous)
+        raise TrainingDiverged(str(self.config.get("model", "the model")), self.state.epoch + 1, record["train_loss"],
+                               float(self.config.get("lr", record["lr"])), record["lr"], previous)
 
     def _remember_if_best(self, record: dict[str, float]) -> None:
         """Keep a copy of the weights when ``keep_best`` is set and this epoch is the best so far."""

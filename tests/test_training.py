@@ -347,5 +347,15 @@ def test_a_non_finite_loss_stops_training_before_its_epoch_is_checkpointed(small
             as caught:
         trainer.fit()
     record = caught.value.as_record()
-    assert record["epoch"] == 1 and record["loss"] in ("inf", "nan") and record["lr"] == 1e37
+    assert record["epoch"] == 1 and record["loss"] in ("inf", "nan") and record["lr"] == record["lr_at_epoch"] == 1e37
     assert not (tmp_path / "c.pt").exists() and trainer.state.epoch == 0 and trainer.state.history == []
+
+
+def test_divergence_names_the_runs_learning_rate_not_only_the_scheduled_one():
+    from deephyperx.errors import TrainingDiverged
+
+    error = TrainingDiverged("sharma", 16, float("nan"), 0.05, 0.005, 3.373e30)
+    assert str(error) == ("sharma diverged at epoch 16 at the scheduled rate 0.005: the training loss is nan "
+                          "(epoch 15: 3.373e+30) and the weights cannot recover; lower --lr (now 0.05) or choose "
+                          "another --optimizer")
+    assert error.as_record() == {"epoch": 16, "loss": "nan", "lr": 0.05, "lr_at_epoch": 0.005}
