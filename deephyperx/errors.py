@@ -6,6 +6,8 @@ status 2, without a traceback; anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import math
+
 
 class UserError(Exception):
     """Bad input: the message names the value and says what to do."""
@@ -16,7 +18,7 @@ class DataNotFoundError(UserError):
 
 
 class TrainingDiverged(UserError):
-    """The training loss became nan or infinite: the weights cannot recover, so training stops.
+    """The training loss or the weights became nan or infinite: training cannot recover, so it stops.
 
     ``epoch`` is 1-based; ``loss`` the non-finite epoch loss; ``lr`` the run's learning rate (its
     ``--lr``); ``lr_at_epoch`` the rate the scheduler had reached at that epoch."""
@@ -27,8 +29,10 @@ class TrainingDiverged(UserError):
         self.hint = f"lower --lr (now {lr:g}) or choose another --optimizer"
         before = f" (epoch {epoch - 1}: {previous_loss:.4g})" if previous_loss is not None else ""
         scheduled = f" at the scheduled rate {lr_at_epoch:g}" if lr_at_epoch != lr else ""
-        super().__init__(f"{model} diverged at epoch {epoch}{scheduled}: the training loss is {loss}{before} and "
-                         f"the weights cannot recover; {self.hint}")
+        what = (f"its weights are no longer finite (training loss {loss:.4g}{before})" if math.isfinite(loss)
+                else f"the training loss is {loss}{before}")
+        super().__init__(f"{model} diverged at epoch {epoch}{scheduled}: {what} and the weights cannot recover; "
+                         f"{self.hint}")
 
     def as_record(self) -> dict:
         """What a bench table keeps of the divergence."""

@@ -280,13 +280,19 @@ class Trainer:
         return self.state
 
     def _stop_if_diverged(self, record: dict[str, float]) -> None:
-        """Raise :class:`TrainingDiverged` when the epoch's training loss is nan or infinite (before
-        the epoch is checkpointed, so the last checkpoint keeps finite weights)."""
-        if math.isfinite(record["train_loss"]):
+        """Raise :class:`TrainingDiverged` when the epoch's training loss or any weight is nan or
+        infinite (before the epoch is checkpointed, so the last checkpoint keeps finite weights)."""
+        if math.isfinite(record["train_loss"]) and self._weights_finite():
             return
         previous = self.state.history[-1]["train_loss"] if self.state.history else None
         raise TrainingDiverged(str(self.config.get("model", "the model")), self.state.epoch + 1, record["train_loss"],
                                float(self.config.get("lr", record["lr"])), record["lr"], previous)
+
+    def _weights_finite(self) -> bool:
+        """Whether every parameter of the model is finite (a last step can overflow them even when
+        the epoch's losses were finite)."""
+        with torch.no_grad():
+            return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
 
     def _remember_if_best(self, record: dict[str, float]) -> None:
         """Keep a copy of the weights when ``keep_best`` is set and this epoch is the best so far."""

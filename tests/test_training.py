@@ -359,3 +359,15 @@ def test_divergence_names_the_runs_learning_rate_not_only_the_scheduled_one():
                           "(epoch 15: 3.373e+30) and the weights cannot recover; lower --lr (now 0.05) or choose "
                           "another --optimizer")
     assert error.as_record() == {"epoch": 16, "loss": "nan", "lr": 0.05, "lr_at_epoch": 0.005}
+
+
+def test_weights_overflowed_by_the_last_step_stop_training_even_with_a_finite_loss(small_scene, tmp_path):
+    from deephyperx.errors import TrainingDiverged
+
+    config = config_for("hu", small_scene, tmp_path, epoch=2)
+    trainer = trainer_for(small_scene, config)
+    trainer._stop_if_diverged({"train_loss": 3.4e30, "lr": config["lr"]})  # large but finite: goes on
+    with torch.no_grad():
+        next(trainer.model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(TrainingDiverged, match=r"epoch 1: its weights are no longer finite \(training loss 3\.4e\+30\)"):
+        trainer._stop_if_diverged({"train_loss": 3.4e30, "lr": config["lr"]})
