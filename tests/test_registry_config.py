@@ -78,3 +78,16 @@ def test_experiment_id_changes_with_settings_that_change_numbers_only():
     base = resolve_config(spec, {})
     assert experiment_id(base) == experiment_id(resolve_config(spec, {"runs": 5, "out": "x", "seed": 3}))
     assert experiment_id(base) != experiment_id(resolve_config(spec, {"lr": 0.5}))
+
+
+def test_docs_model_table_matches_the_registry(capsys):
+    """docs/MODELS.md is `python main.py list --markdown` under a fixed header: a changed default
+    must be regenerated there (the file's first lines say how)."""
+    from pathlib import Path
+
+    import main
+
+    main.print_listing(markdown=True)
+    table = capsys.readouterr().out
+    documented = (Path(__file__).resolve().parents[1] / "docs" / "MODELS.md").read_text()
+    assert documented.split("\n\n", 2)[2] == table, "regenerate docs/MODELS.md with `python main.py list --markdown`"
