@@ -36,4 +36,4 @@ class TrainingDiverged(UserError):
 
     def as_record(self) -> dict:
         """What a bench table keeps of the divergence."""
-        return {"epoch": self.epoch, "loss": str(self.loss), "lr": self.lr, "lr_at_epoch": self.lr_at_epoch}
+        return {"epoch": self.epoch, "loss": f"{self.loss:.4g}", "lr": self.lr, "lr_at_epoch": self.lr_at_epoch}

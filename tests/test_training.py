@@ -354,7 +354,7 @@ def test_a_non_finite_loss_stops_training_before_its_epoch_is_checkpointed(small
 def test_divergence_names_the_runs_learning_rate_not_only_the_scheduled_one():
     from deephyperx.errors import TrainingDiverged
 
-    error = TrainingDiverged("sharma", 16, float("nan"), 0.05, 0.005, 3.373e30)
+    error = TrainingDiverged("sharma", 16, float("nan"), 0.05, 0.005, 3.372953086253749e30)
     assert str(error) == ("sharma diverged at epoch 16 at the scheduled rate 0.005: the training loss is nan "
                           "(epoch 15: 3.373e+30) and the weights cannot recover; lower --lr (now 0.05) or choose "
                           "another --optimizer")
