@@ -447,6 +447,7 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
             known = distributed.broadcast_object(load_json(marker) if main and marker.is_file() else None)
             if known is not None:
                 diverged.append(known)
+                hint = f"lower --lr (now {known['lr']:g}) or choose another --optimizer" if "lr" in known else hint
                 continue
         if finished_only:
             continue
