@@ -26,7 +26,7 @@ class TrainingDiverged(UserError):
     def __init__(self, model: str, epoch: int, loss: float, lr: float, lr_at_epoch: float,
                  previous_loss: float | None = None):
         self.model, self.epoch, self.loss, self.lr, self.lr_at_epoch = model, epoch, loss, lr, lr_at_epoch
-        self.hint = f"lower --lr (now {lr:g}) or choose another --optimizer"
+        self.hint = divergence_hint(lr)
         before = f" (epoch {epoch - 1}: {previous_loss:.4g})" if previous_loss is not None else ""
         scheduled = f" at the scheduled rate {lr_at_epoch:g}" if lr_at_epoch != lr else ""
         what = (f"its weights are no longer finite (training loss {loss:.4g}{before})" if math.isfinite(loss)
@@ -37,3 +37,9 @@ class TrainingDiverged(UserError):
     def as_record(self) -> dict:
         """What a bench table keeps of the divergence."""
         return {"epoch": self.epoch, "loss": f"{self.loss:.4g}", "lr": self.lr, "lr_at_epoch": self.lr_at_epoch}
+
+
+def divergence_hint(lr: float | None) -> str:
+    """What to do about a diverged training: lower the run's learning rate ``lr`` (when known)."""
+    now = f" (now {lr:g})" if lr is not None else ""
+    return f"lower --lr{now} or choose another --optimizer"

@@ -26,7 +26,7 @@ from deephyperx import checkpoint as ckpt
 from deephyperx import distributed
 from deephyperx.atomic import atomic_path, atomic_write_text, replace_directory
 from deephyperx.config import experiment_id, model_band_count, to_yaml
-from deephyperx.errors import TrainingDiverged, UserError
+from deephyperx.errors import TrainingDiverged, UserError, divergence_hint
 from deephyperx.file_monitor import FileMonitor
 from deephyperx.inference import predict_centre, predict_dense, predict_pixels_sklearn
 from deephyperx.metrics import aggregate_runs, confusion_matrix, metrics_from_confusion
@@ -401,7 +401,7 @@ def join_process_group(config: dict[str, Any]) -> None:
 
 
 class EverySeedDiverged(UserError):
-    """No seed of an experiment finished: each one's training loss became nan or infinite."""
+    """No seed of an experiment finished: each one's training diverged (nan or infinite loss or weights)."""
 
     def __init__(self, model: str, scene: str, diverged: list[dict[str, Any]], hint: str):
         self.model, self.scene, self.diverged = model, scene, diverged
@@ -435,7 +435,7 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
     main = distributed.is_main()
     runs: list[dict[str, Any]] = []
     diverged: list[dict[str, Any]] = []
-    hint = "lower --lr or choose another --optimizer"
+    hint = divergence_hint(None)
     for i in range(config["runs"]):
         seed = int(config["seed"]) + i
         done, marker = folder / f"seed{seed}" / "metrics.json", diverged_marker(folder, seed)
@@ -447,7 +447,7 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
             known = distributed.broadcast_object(load_json(marker) if main and marker.is_file() else None)
             if known is not None:
                 diverged.append(known)
-                hint = f"lower --lr (now {known['lr']:g}) or choose another --optimizer" if "lr" in known else hint
+                hint = divergence_hint(known.get("lr"))
                 continue
         if finished_only:
             continue
