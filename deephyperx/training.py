@@ -92,7 +92,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, spec: Optional[dict], epoc
                                                     gamma=spec.get("gamma", 0.1))
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    from deephyperx.errors import TrainingDiverged, UserError
     raise UserError(f"unknown scheduler '{name}'; choose plateau, multistep, cosine or none")
 
 
@@ -285,8 +284,10 @@ class Trainer:
         if math.isfinite(record["train_loss"]) and self._weights_finite():
             return
         previous = self.state.history[-1]["train_loss"] if self.state.history else None
+        configured = self.config.get("lr")
+        run_lr = float(configured) if configured is not None else record["lr"]
         raise TrainingDiverged(str(self.config.get("model", "the model")), self.state.epoch + 1, record["train_loss"],
-                               float(self.config.get("lr", record["lr"])), record["lr"], previous)
+                               run_lr, record["lr"], previous)
 
     def _weights_finite(self) -> bool:
         """Whether every parameter of the model is finite (a last step can overflow them even when
