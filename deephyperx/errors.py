@@ -26,13 +26,12 @@ class TrainingDiverged(UserError):
     def __init__(self, model: str, epoch: int, loss: float, lr: float, lr_at_epoch: float,
                  previous_loss: float | None = None):
         self.model, self.epoch, self.loss, self.lr, self.lr_at_epoch = model, epoch, loss, lr, lr_at_epoch
-        self.hint = divergence_hint(lr)
         before = f" (epoch {epoch - 1}: {previous_loss:.4g})" if previous_loss is not None else ""
         scheduled = f" at the scheduled rate {lr_at_epoch:g}" if lr_at_epoch != lr else ""
         what = (f"its weights are no longer finite (training loss {loss:.4g}{before})" if math.isfinite(loss)
                 else f"the training loss is {loss}{before}")
         super().__init__(f"{model} diverged at epoch {epoch}{scheduled}: {what} and the weights cannot recover; "
-                         f"{self.hint}")
+                         f"{divergence_hint(lr)}")
 
     def as_record(self) -> dict:
         """What a bench table keeps of the divergence."""

@@ -403,10 +403,15 @@ def join_process_group(config: dict[str, Any]) -> None:
 class EverySeedDiverged(UserError):
     """No seed of an experiment finished: each one's training diverged (nan or infinite loss or weights)."""
 
-    def __init__(self, model: str, scene: str, diverged: list[dict[str, Any]], hint: str):
+    def __init__(self, model: str, scene: str, diverged: list[dict[str, Any]]):
         self.model, self.scene, self.diverged = model, scene, diverged
-        seeds = "; ".join(f"seed {d['seed']} at epoch {d['epoch']} (loss {d['loss']})" for d in diverged)
-        super().__init__(f"{model} on {scene}: every seed diverged ({seeds}); {hint}")
+        super().__init__(f"{model} on {scene}: every seed diverged ({describe_divergences(diverged)}); "
+                         f"{divergence_hint(diverged[-1].get('lr'))}")
+
+
+def describe_divergences(diverged: list[dict[str, Any]]) -> str:
+    """The diverged seeds' records in words: ``seed 0 at epoch 12 (loss nan); seed 3 at ...``."""
+    return "; ".join(f"seed {d['seed']} at epoch {d['epoch']} (loss {d['loss']})" for d in diverged)
 
 
 def diverged_marker(folder: Path, seed: int) -> Path:
@@ -435,7 +440,6 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
     main = distributed.is_main()
     runs: list[dict[str, Any]] = []
     diverged: list[dict[str, Any]] = []
-    hint = divergence_hint(None)
     for i in range(config["runs"]):
         seed = int(config["seed"]) + i
         done, marker = folder / f"seed{seed}" / "metrics.json", diverged_marker(folder, seed)
@@ -447,7 +451,6 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
             known = distributed.broadcast_object(load_json(marker) if main and marker.is_file() else None)
             if known is not None:
                 diverged.append(known)
-                hint = divergence_hint(known.get("lr"))
                 continue
         if finished_only:
             continue
@@ -456,7 +459,6 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
             runs.append(SingleRun(scene, config, seed, folder / f"seed{seed}", monitors).execute())
         except TrainingDiverged as error:
             record = {"seed": seed, **error.as_record()}
-            hint = error.hint
             if main:
                 save_json(marker, record)
             if main and config["runs"] > 1:  # one seed's failure among several: say it, go on
@@ -465,7 +467,7 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
             diverged.append(record)
     if not runs:
         if diverged:
-            raise EverySeedDiverged(config["model"], scene.name, diverged, hint)
+            raise EverySeedDiverged(config["model"], scene.name, diverged)
         return None
     aggregate = aggregate_runs(runs)
     aggregate.update({"scene": scene.name, "model": config["model"], "folder": str(folder),
@@ -478,15 +480,9 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
         text = aggregate_markdown(f"{config['model']} on {scene.name}", aggregate, scene.class_names,
                                   [command] if command else None)
         if diverged:
-            text += "\n" + diverged_note(diverged) + "\n"
+            text += f"\nLeft out of the means: training diverged in {describe_divergences(diverged)}.\n"
         atomic_write_text(folder / "results.md", text)
     return aggregate
-
-
-def diverged_note(diverged: list[dict[str, Any]]) -> str:
-    """One line saying which seeds diverged and are left out of the means."""
-    seeds = ", ".join(f"seed {d['seed']} (epoch {d['epoch']}, loss {d['loss']})" for d in diverged)
-    return f"Left out of the means: training diverged in {seeds}."
 
 
 #: Per-run facts kept in an experiment's results.json beside the aggregate.
