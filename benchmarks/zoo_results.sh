@@ -11,7 +11,9 @@
 #                 its 27x27x200 patches train at about 1 sample/s (its 400 epochs: about 100 hours)
 #   JOBS=N        run N (protocol, model, seed) bench processes at once (default 1, one after the
 #                 other); they share the experiment folders, and the tables are then gathered from
-#                 the finished seeds (bench --finished_only)
+#                 the finished seeds (bench --finished_only). Seed 0 of every pair runs first, so an
+#                 interrupted run has one seed of every model in every protocol before more seeds;
+#                 each seed's log is $OUT/logs/PROTOCOL-MODEL-seedN.log
 #   TABLE_ONLY=1  train nothing: rebuild the three tables from the seeds finished so far
 # bench reads finished seeds back, so the script resumes after an interruption.
 set -euo pipefail
@@ -55,18 +57,21 @@ if [ -n "${TABLE_ONLY:-}" ]; then
   for name in "${protocols[@]}"; do table "$name" --finished_only; done
   exit 0
 fi
+# seed 0 of every pair first (long runs first), then the light models' seeds, then the heavy ones':
+# an interrupted run has the one-seed tier of every protocol before any five-seed tier
+queue() {
+  for name in "${protocols[@]}"; do for model in "${heavy[@]}" "${light[@]}"; do echo "$name $model 0"; done; done
+  for seed in 1 2 3 4; do for name in "${protocols[@]}"; do for model in "${light[@]}"; do
+    echo "$name $model $seed"; done; done; done
+  for seed in $(seq 1 $((heavy_runs - 1))); do for name in "${protocols[@]}"; do for model in "${heavy[@]}"; do
+    echo "$name $model $seed"; done; done; done
+}
+export -f one_seed protocol_args
+export python data out cuda
+# every job writes into $out/$name (its partial table there is rewritten by the last step)
+queue | xargs -P "$jobs" -L 1 bash -c 'one_seed "$0" "$1" "$2" || echo "failed: $0 $1 seed $2" >&2'
 if [ "$jobs" -gt 1 ]; then
-  # every job writes into $out/$name (its partial table there is rewritten by the last step)
-  export -f one_seed protocol_args
-  export python data out cuda
-  {  # seed 0 of every pair first (long runs first), then the light models' seeds, then the heavy ones'
-    for name in "${protocols[@]}"; do for model in "${heavy[@]}" "${light[@]}"; do echo "$name $model 0"; done; done
-    for seed in 1 2 3 4; do for name in "${protocols[@]}"; do for model in "${light[@]}"; do
-      echo "$name $model $seed"; done; done; done
-    for seed in $(seq 1 $((heavy_runs - 1))); do for name in "${protocols[@]}"; do for model in "${heavy[@]}"; do
-      echo "$name $model $seed"; done; done; done
-  } | xargs -P "$jobs" -L 1 bash -c 'one_seed "$0" "$1" "$2" || echo "failed: $0 $1 seed $2" >&2'
   for name in "${protocols[@]}"; do table "$name" --finished_only; done
-  exit 0
+else  # one job: the protocol's own command, which also retries any seed that failed above
+  for name in "${protocols[@]}"; do table "$name"; done
 fi
-for name in "${protocols[@]}"; do table "$name"; done
