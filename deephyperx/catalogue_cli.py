@@ -21,11 +21,9 @@ Bad input prints one line and exits with status 2, leaving nothing written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import os
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -208,10 +206,8 @@ class CatalogueRun:
         try:
             metrics = self._execute(model, restored, resume, index, stop_after_epoch)
         except UserError:
-            if not (self.partial / "checkpoint.pt").is_file():  # nothing worth resuming: leave no trace
-                shutil.rmtree(self.partial, ignore_errors=True)
-                with contextlib.suppress(OSError):
-                    self.partial.parent.rmdir()
+            from deephyperx.runner import discard_unresumable_partial
+            discard_unresumable_partial(self.partial)
             raise
         return metrics
 

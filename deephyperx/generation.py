@@ -9,9 +9,7 @@ given again. ``restore`` starts from a generator checkpoint (by default without 
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,7 +27,8 @@ from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monito
 from deephyperx.preprocessing import Normaliser, fit_normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec, list_models, require_family
 from deephyperx.reports import save_json
-from deephyperx.runner import Split, make_split, resolve_device, resume_partial_folder, run_folder_names
+from deephyperx.runner import (Split, discard_unresumable_partial, make_split, resolve_device, resume_partial_folder,
+                              run_folder_names)
 from deephyperx.sampling import Batch
 from deephyperx.scene import Scene
 from deephyperx.seeding import seed_everything, torch_generator
@@ -224,10 +223,7 @@ class GenerationRun:
         try:
             return self._execute(split, classes, restored, model, resume, stop_after_epoch)
         except UserError:
-            if not (self.partial / "checkpoint.pt").is_file():  # nothing worth resuming: leave no trace
-                shutil.rmtree(self.partial, ignore_errors=True)
-                with contextlib.suppress(OSError):
-                    self.partial.parent.rmdir()
+            discard_unresumable_partial(self.partial)
             raise
 
     # --- before any folder ---------------------------------------------------------------------

@@ -157,6 +157,16 @@ def resume_partial_folder(partial: Path, config: dict[str, Any], seed: int, resu
     return state
 
 
+def discard_unresumable_partial(partial: Path) -> None:
+    """After a run failed on bad input: remove ``partial`` unless it holds a checkpoint to resume
+    from, and its experiment folder too if that leaves it empty (a failed run leaves no trace)."""
+    if (partial / "checkpoint.pt").is_file():
+        return
+    shutil.rmtree(partial, ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: other seeds live there
+        partial.parent.rmdir()
+
+
 class SingleRun:
     """One seed of an experiment, written into ``final_dir`` (via ``final_dir.partial``)."""
 
@@ -186,10 +196,8 @@ class SingleRun:
         try:
             return self._execute(split, restored, model, resume)
         except UserError:
-            if distributed.is_main() and not (self.partial / "checkpoint.pt").is_file():  # leave no trace
-                shutil.rmtree(self.partial, ignore_errors=True)
-                with contextlib.suppress(OSError):  # the experiment folder too, if this made it empty
-                    self.partial.parent.rmdir()
+            if distributed.is_main():
+                discard_unresumable_partial(self.partial)
             raise
 
     def _execute(self, split: Split, restored: Optional[dict], model: Any, resume: Optional[dict]) -> dict[str, Any]:

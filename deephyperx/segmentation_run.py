@@ -34,7 +34,7 @@ from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monito
 from deephyperx.preprocessing import Normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec
 from deephyperx.reports import load_json, rgb_composite, save_confusion_png, save_json, save_map_comparison_png
-from deephyperx.runner import open_partial_folder, resolve_device
+from deephyperx.runner import discard_unresumable_partial, open_partial_folder, resolve_device
 from deephyperx.scene import IGNORE
 from deephyperx.seeding import seed_everything
 from deephyperx.segmentation_reports import (aggregate_markdown, display_step, region_file_stem, run_markdown,
@@ -259,10 +259,7 @@ class SegmentationRun:
         try:
             return self._execute(model, restored, resume, test)
         except UserError:
-            if not (self.partial / "checkpoint.pt").is_file():  # nothing worth resuming: leave no trace
-                shutil.rmtree(self.partial, ignore_errors=True)
-                with contextlib.suppress(OSError):
-                    self.partial.parent.rmdir()
+            discard_unresumable_partial(self.partial)
             raise
 
     def _execute(self, model: torch.nn.Module, restored: Optional[dict], resume: Optional[dict],
