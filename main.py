@@ -23,7 +23,7 @@ from deephyperx import distributed
 from deephyperx.errors import UserError
 from deephyperx.metrics import format_percent
 from deephyperx.command_line import OneLineParser, add_monitoring_arguments, monitor_factory, redact_secrets  # noqa: F401
-from deephyperx.registry import get_spec, list_models, require_family
+from deephyperx.registry import chosen_model, get_spec, list_models, require_family
 from deephyperx.runner import run_experiment
 from deephyperx.scene import Scene
 
@@ -289,11 +289,7 @@ def run(argv: Sequence[str]) -> int:
             datasets.download_scene(name, folder, mirror=args.mirror)
         return 0
     file_config = load_yaml_config(args.config)
-    model_name = args.model or file_config.get("model")
-    if not model_name:
-        raise UserError(f"no --model given; choose one of: {', '.join(list_models())}")
-    spec = get_spec(model_name)
-    require_family(spec, ("neural", "sklearn"), "main.py")
+    spec = chosen_model(args.model or file_config.get("model"), ("neural", "sklearn"), "main.py")
     settings = cli_settings(args)
     settings["folder"] = args.folder or file_config.get("folder") or DEFAULT_FOLDER
     config = resolve_config(spec, {k: v for k, v in file_config.items() if k != "model"}, settings)

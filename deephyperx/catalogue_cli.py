@@ -400,14 +400,9 @@ def command(argv: Sequence[str]) -> int:
         raise UserError("no --catalogue given; give the YAML file listing the scenes")
     catalogue = load_catalogue(path)  # a bad catalogue fails before the model zoo is even imported
     import models  # noqa: F401  (registers the zoo)
-    from deephyperx.registry import get_spec, list_models, require_family
+    from deephyperx.registry import chosen_model
 
-    model_name = args.model or file_config.get("model")
-    if not model_name:
-        raise UserError("no --model given; choose a centre-pixel model, e.g. one of: "
-                        + ", ".join(list_models("neural")))
-    spec = get_spec(model_name)
-    require_family(spec, ("neural",), "main.py catalogue")
+    spec = chosen_model(args.model or file_config.get("model"), ("neural",), "main.py catalogue")
     config = resolve_catalogue_config(spec, {k: v for k, v in file_config.items() if k != "model"}, cli_settings(args))
     config.update(dataset=catalogue.name, catalogue_sha256=file_sha256(path))
     final_dir = Path(config["out"]) / f"{catalogue.name}_{spec.name}_{experiment_id(config)}" / f"seed{config['seed']}"

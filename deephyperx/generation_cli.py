@@ -23,7 +23,7 @@ from deephyperx.config import load_yaml_config, resolve_config
 from deephyperx.errors import UserError
 from deephyperx.generation import GenerationRequest, generate
 from deephyperx.command_line import OneLineParser, add_monitoring_arguments, monitor_factory
-from deephyperx.registry import get_spec, list_models, require_family
+from deephyperx.registry import chosen_model, list_models
 from deephyperx.scene import Scene
 
 DEFAULT_FOLDER = os.environ.get("DEEPHYPERX_DATA", "Datasets")
@@ -107,11 +107,7 @@ def command(argv: Sequence[str]) -> int:
 
     args = build_parser().parse_args(list(argv))
     file_config = load_yaml_config(args.config)
-    model_name = args.model or file_config.get("model")
-    if not model_name:
-        raise UserError(f"no --model given; choose a generator: {', '.join(list_models('generator'))}")
-    spec = get_spec(model_name)
-    require_family(spec, ("generator",), "main.py generate")
+    spec = chosen_model(args.model or file_config.get("model"), ("generator",), "main.py generate")
     folder = args.folder or file_config.get("folder") or DEFAULT_FOLDER
     settings = {**settings_of(args), "folder": folder, "out": args.runs_dir or DEFAULT_RUNS_DIR,
                 "normalization": "minmax"}

@@ -140,6 +140,18 @@ def require_family(spec: ModelSpec, families: tuple[str, ...], command: str) -> 
                         f"use `{FAMILY_COMMANDS[spec.family]} --model {spec.name}`")
 
 
+def chosen_model(name: str | None, families: tuple[str, ...], command: str) -> ModelSpec:
+    """The registration of the model ``command`` was given (``--model`` or its config file's
+    ``model``), refused with the choices when missing and with the right command when of another
+    family."""
+    if not name:
+        choices = [n for n in list_models() if _REGISTRY[n].family in families]
+        raise UserError(f"no --model given; choose one of: {', '.join(choices)}")
+    spec = get_spec(name)
+    require_family(spec, families, command)
+    return spec
+
+
 def require_single_spectra(model: str, patch_size: int) -> None:
     """For models that classify one spectrum: refuse a patch size other than 1."""
     if patch_size != 1:

@@ -207,16 +207,12 @@ def command(argv: list[str]) -> int:
     from main import DEFAULT_FOLDER
     from deephyperx.command_line import monitor_factory, redact_secrets
     from deephyperx.config import load_yaml_config
-    from deephyperx.registry import get_spec, list_models, require_family
+    from deephyperx.registry import chosen_model
     from deephyperx.segmentation_run import resolve_segmentation_config, run_segmentation_experiment
 
     args = build_parser().parse_args(argv)
     file_config = load_yaml_config(args.config)
-    model_name = args.model or file_config.get("model")
-    if not model_name:
-        raise UserError(f"no --model given; choose one of: {', '.join(list_models('segmentation'))}")
-    spec = get_spec(model_name)
-    require_family(spec, ("segmentation",), "main.py segment")
+    spec = chosen_model(args.model or file_config.get("model"), ("segmentation",), "main.py segment")
     settings = cli_settings(args)
     folder = args.folder or file_config.get("folder") or DEFAULT_FOLDER
     settings["folder"] = folder

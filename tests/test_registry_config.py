@@ -7,7 +7,8 @@ import torch
 import models  # noqa: F401
 from deephyperx.config import RUN_DEFAULTS, experiment_id, resolve_config
 from deephyperx.errors import UserError
-from deephyperx.registry import ENGINE_DEFAULTS, MODEL_RUN_SETTINGS, create_model, get_spec, list_models
+from deephyperx.registry import (ENGINE_DEFAULTS, MODEL_RUN_SETTINGS, chosen_model, create_model, get_spec,
+                                 list_models)
 
 NEURAL = [n for n in list_models("neural") if not n.startswith("test_")]  # test-only models register too
 
@@ -93,3 +94,12 @@ def test_docs_model_table_matches_the_registry():
                            text=True, timeout=300, check=True).stdout
     documented = (root / "docs" / "MODELS.md").read_text()
     assert documented.split("\n\n", 2)[2] == table, "regenerate docs/MODELS.md with `python main.py list --markdown`"
+
+
+def test_chosen_model_lists_only_the_commands_families_and_names_the_right_command():
+    with pytest.raises(UserError, match="no --model given") as missing:
+        chosen_model(None, ("generator",), "main.py generate")
+    assert "cgan" in str(missing.value) and "cvae" in str(missing.value) and "hamida" not in str(missing.value)
+    with pytest.raises(UserError, match="use `main.py --model hamida`"):
+        chosen_model("hamida", ("generator",), "main.py generate")
+    assert chosen_model("hamida", ("neural", "sklearn"), "main.py").name == "hamida"
