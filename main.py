@@ -22,7 +22,8 @@ from deephyperx.config import load_yaml_config, resolve_config
 from deephyperx import distributed
 from deephyperx.errors import UserError
 from deephyperx.metrics import format_percent
-from deephyperx.command_line import OneLineParser, add_monitoring_arguments, monitor_factory, redact_secrets  # noqa: F401
+from deephyperx.command_line import OneLineParser, add_monitoring_arguments, add_split_arguments, monitor_factory, \
+    redact_secrets  # noqa: F401
 from deephyperx.registry import chosen_model, get_spec, list_models, require_family
 from deephyperx.runner import run_experiment
 from deephyperx.scene import Scene
@@ -71,14 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--restore", help="checkpoint (model.pt / model.skops) to start from; --epoch 0 only evaluates")
     model.add_argument("--trust_checkpoint", action="store_true", default=None,
                        help="accept non-scikit-learn types in a .skops file you trust")
-    split = parser.add_argument_group("split")
-    split.add_argument("--training_sample", type=float, help="fraction of labelled pixels (<1) or pixels per class (>1)")
-    split.add_argument("--sampling_mode", help="random, fixed, disjoint or blocks (spatially disjoint with a guard band)")
-    split.add_argument("--train_set", help="label raster of training pixels (with --test_set)")
-    split.add_argument("--test_set", help="label raster of test pixels (with --train_set)")
-    split.add_argument("--guard", type=int, help="blocks mode: guard band width (default patch_size // 2)")
-    split.add_argument("--block_size", type=int, help="blocks mode: block side in pixels")
-    split.add_argument("--val_fraction", type=float, help="share of training pixels held out for validation (default 0.05)")
+    add_split_arguments(parser)
     run = parser.add_argument_group("run")
     run.add_argument("--runs", type=int, help="number of runs, seeds seed..seed+runs-1")
     run.add_argument("--seed", type=int)

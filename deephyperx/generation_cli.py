@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from deephyperx.config import load_yaml_config, resolve_config
 from deephyperx.errors import UserError
 from deephyperx.generation import GenerationRequest, generate
-from deephyperx.command_line import OneLineParser, add_monitoring_arguments, monitor_factory
+from deephyperx.command_line import OneLineParser, add_monitoring_arguments, add_split_arguments, monitor_factory
 from deephyperx.registry import chosen_model, list_models
 from deephyperx.scene import Scene
 
@@ -52,14 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--optimizer", help="sgd, adam, adamw, adagrad, adadelta or rmsprop")
     model.add_argument("--weight_decay", type=float)
     model.add_argument("--restore", help="generator checkpoint (model.pt of a generate run) to use instead of training")
-    split = parser.add_argument_group("split (the generator learns from the training pixels only)")
-    split.add_argument("--training_sample", type=float, help="fraction of labelled pixels (<1) or pixels per class (>1)")
-    split.add_argument("--sampling_mode", help="random, fixed, disjoint or blocks")
-    split.add_argument("--train_set", help="label raster of training pixels (with --test_set)")
-    split.add_argument("--test_set", help="label raster of test pixels (with --train_set)")
-    split.add_argument("--guard", type=int, help="blocks mode: guard band width")
-    split.add_argument("--block_size", type=int, help="blocks mode: block side in pixels")
-    split.add_argument("--val_fraction", type=float, help="share of training pixels held out for validation")
+    add_split_arguments(parser, "split (the generator learns from the training pixels only)")
     out = parser.add_argument_group("generation")
     out.add_argument("--samples_per_class", type=int, default=1000, help="spectra generated per class (default 1000)")
     out.add_argument("--classes", nargs="+", metavar="NAME", help="generate these classes only (default: all)")
