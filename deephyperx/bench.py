@@ -66,6 +66,8 @@ def bench_row(result: dict[str, Any]) -> dict[str, Any]:
         **{key: result[key] for key in ("overall_accuracy", "average_accuracy", "kappa")},
         "f1_per_class": {c["name"]: c["f1"] for c in result["per_class"]},
         "parameters": _mean([r.get("parameters") for r in runs]),
+        "train_pixels": _mean([training_pixels(r) for r in runs]),
+        "test_pixels": _mean([r.get("n_test") for r in runs]),
         "train_seconds": _mean([r.get("train_seconds") for r in runs]),
         "inference_seconds": _mean([r.get("inference_seconds") for r in runs]),
         "devices": devices_of(runs),
@@ -74,12 +76,27 @@ def bench_row(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def training_pixels(run: dict[str, Any]) -> Optional[int]:
+    """The split's training share of one run: the pixels that trained plus the validation hold-out."""
+    if run.get("n_train") is None:
+        return None
+    return run["n_train"] + (run.get("n_validation") or 0)
+
+
+def pixels_cell(row: dict[str, Any]) -> str:
+    """The train / test pixels column (means over the runs): models with other patch sizes get other
+    splits in ``blocks`` mode, so a comparison needs them beside the scores."""
+    if row.get("train_pixels") is None or row.get("test_pixels") is None:
+        return "-"
+    return f"{row['train_pixels']:,.0f} / {row['test_pixels']:,.0f}"
+
+
 def diverged_row(scene: str, model: str, config: dict[str, Any], diverged: list[dict[str, Any]]) -> dict[str, Any]:
     """A table row for a pair whose every seed diverged: no scores, the divergence recorded."""
     return {"scene": scene, "model": model, "split": f"{config['sampling_mode']} {config['training_sample']}",
             "runs": 0, "seeds": [], "epochs": config.get("epoch"),
             **{key: None for key in ("overall_accuracy", "average_accuracy", "kappa")},
-            "f1_per_class": {}, "parameters": None, "train_seconds": None, "inference_seconds": None,
+            "f1_per_class": {}, "parameters": None, "train_pixels": None, "test_pixels": None, "train_seconds": None, "inference_seconds": None,
             "devices": None, "diverged": diverged, "folder": None}
 
 
@@ -104,13 +121,13 @@ def _stat(stat: Optional[dict[str, Any]]) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| scene | model | split | runs | epochs | OA (%) | AA (%) | kappa (x100) | parameters | train (s) | "
-             "inference (s) | device |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scene | model | split | runs | epochs | train / test px | OA (%) | AA (%) | kappa (x100) | parameters | "
+             "train (s) | inference (s) | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         params = f"{int(r['parameters']):,}" if r["parameters"] is not None else "-"
         times = [f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("train_seconds", "inference_seconds")]
-        lines.append(f"| {r['scene']} | {r['model']} | {r['split']} | {runs_cell(r)} | {r['epochs'] or '-'} | "
+        lines.append(f"| {r['scene']} | {r['model']} | {r['split']} | {runs_cell(r)} | {r['epochs'] or '-'} | {pixels_cell(r)} | "
                      f"{_stat(r['overall_accuracy'])} | {_stat(r['average_accuracy'])} | {_stat(r['kappa'])} | "
                      f"{params} | {times[0]} | {times[1]} | {r.get('devices') or '-'} |")
     return "\n".join(lines) + "\n"
@@ -135,13 +152,14 @@ def csv_table(rows: list[dict[str, Any]]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["scene", "model", "split", "runs", "epochs", "oa_mean", "oa_std", "aa_mean", "aa_std",
                      "kappa_mean", "kappa_std", "parameters", "train_seconds", "inference_seconds", "devices",
-                     "diverged_seeds"])
+                     "diverged_seeds", "train_pixels", "test_pixels"])
     for r in rows:
         writer.writerow([r["scene"], r["model"], r["split"], r["runs"], r["epochs"],
                          *((r[k] or {}).get(m) for k in ("overall_accuracy", "average_accuracy", "kappa")
                            for m in ("mean", "std")),
                          r["parameters"], r["train_seconds"], r["inference_seconds"], r.get("devices"),
-                         " ".join(str(d["seed"]) for d in r.get("diverged") or [])])
+                         " ".join(str(d["seed"]) for d in r.get("diverged") or []),
+                         r.get("train_pixels"), r.get("test_pixels")])
     return buffer.getvalue()
 
 

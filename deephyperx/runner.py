@@ -38,7 +38,7 @@ from deephyperx.reports import (aggregate_markdown, load_json, run_summary_markd
 from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
 from deephyperx.scene import IGNORE, Scene, class_spectra
 from deephyperx.seeding import seed_everything
-from deephyperx.splits import split_from_label_maps, split_pixels, split_summary, validation_split
+from deephyperx.splits import split_from_label_maps, split_pixels, split_summary, split_warnings, validation_split
 from deephyperx.steps import get_step
 from deephyperx.synthetic_mixing import (SyntheticDraw, draw_synthetic, mixing_maker, resolve_synthetic_settings,
                                          summary_lines)
@@ -106,8 +106,17 @@ def make_split(scene: Scene, config: dict[str, Any], seed: int) -> Split:
         train, test = split_pixels(scene.labels, config["sampling_mode"], config["training_sample"], seed,
                                    patch_size=config["patch_size"], guard=config.get("guard"),
                                    block_size=config.get("block_size"), class_names=scene.class_names)
+    for line in weak_split_warnings(scene, config, train, test):
+        print(f"warning: the split of {scene.name} (seed {seed}) is weak: {line}", file=sys.stderr)
     train, validation = validation_split(train, scene.labels, config["val_fraction"], seed)
     return Split(train, validation, test)
+
+
+def weak_split_warnings(scene: Scene, config: dict[str, Any], train: np.ndarray, test: np.ndarray) -> list[str]:
+    """:func:`~deephyperx.splits.split_warnings` for this run's split (train: validation included);
+    label-file splits are not checked against ``training_sample``, which they do not use."""
+    asked = 0.0 if config.get("train_set") else float(config["training_sample"])
+    return split_warnings(scene.labels, train, test, asked, scene.class_names)
 
 
 # ----- one run -----------------------------------------------------------------------------------
@@ -223,7 +232,9 @@ class SingleRun:
                         "wall_seconds": time.perf_counter() - started, **info,
                         "split": split_summary(self.scene.labels, split.train | split.validation, split.test,
                                                self.scene.class_names),
-                        "n_train": int(split.train.sum()), "n_validation": int(split.validation.sum())})
+                        "n_train": int(split.train.sum()), "n_validation": int(split.validation.sum()),
+                        "split_warnings": weak_split_warnings(self.scene, self.config, split.train | split.validation,
+                                                              split.test)})
         monitor.confusion(cm, self.scene.class_names)
         monitor.label_map("prediction", prediction, self.scene.palette, self.scene.class_names)
         self._write_reports(metrics, cm, prediction, split)
@@ -495,4 +506,4 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
 
 #: Per-run facts kept in an experiment's results.json beside the aggregate.
 RUN_FACTS = ("seed", "overall_accuracy", "average_accuracy", "kappa", "train_seconds", "inference_seconds",
-             "parameters", "epochs", "n_train", "n_test", "device")
+             "parameters", "epochs", "n_train", "n_validation", "n_test", "device")

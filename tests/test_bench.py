@@ -33,6 +33,11 @@ def test_bench_writes_one_table_and_resumes(tmp_path):
     assert rows[0]["epochs"] is None and set(rows[0]["f1_per_class"]) == {f"Class {k}" for k in range(1, 7)}
     table = (out / "bench.md").read_text()
     assert "| Synthetic | hu | random 0.1 | 2 | 2 |" in table and "F1 per class" in table
+    # the split's pixels beside the scores (blocks give models of other patch sizes other splits)
+    hu_seed0 = json.loads(next(out.glob("Synthetic_hu_*/seed0/metrics.json")).read_text())
+    assert rows[1]["train_pixels"] == hu_seed0["n_train"] + hu_seed0["n_validation"] > 0
+    assert rows[1]["test_pixels"] == hu_seed0["n_test"] > 0
+    assert f"| {rows[1]['train_pixels']:,.0f} / {rows[1]['test_pixels']:,.0f} |" in table
     assert len(list(csv.DictReader((out / "bench.csv").open()))) == 2
     assert Image.open(out / "bench.png").format == "PNG"
 
@@ -112,7 +117,7 @@ def test_a_diverging_model_becomes_a_marked_row_and_is_not_retrained(tmp_path):
     assert rows["hu"]["runs"] == 0 and rows["hu"]["overall_accuracy"] is None
     assert [(d["seed"], d["epoch"], d["loss"]) for d in rows["hu"]["diverged"]] == [(0, 1, "inf"), (1, 1, "inf")]
     table = (out / "bench.md").read_text()
-    assert "| Synthetic | hu | random 0.1 | 0; diverged: seed 0 (epoch 1), 1 (epoch 1) | 2 | diverged |" in table
+    assert "| Synthetic | hu | random 0.1 | 0; diverged: seed 0 (epoch 1), 1 (epoch 1) | 2 | - | diverged |" in table
     assert {r["model"]: r["diverged_seeds"] for r in csv.DictReader((out / "bench.csv").open())} == \
         {"SVM": "", "hu": "0 1"}
     assert Image.open(out / "bench.png").format == "PNG"

@@ -217,6 +217,21 @@ def test_fixed_train_and_test_files_work(tmp_path):
     assert metrics["n_test"] == int((test > 0).sum())
 
 
+def test_a_weak_split_is_warned_about_and_recorded(tmp_path):
+    """Blocks too large for the scene put far more than the asked share in training: the run goes
+    on, says so in one warning line, and records it beside the metrics."""
+    result = cli("--model", "nearest", "--sampling_mode", "blocks", "--block_size", "40", "--out", "o", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "is weak" in line]
+    assert warnings == ["warning: the split of Synthetic (seed 0) is weak: training pixels are 28.6% of the "
+                        "labelled pixels, where training_sample=0.1 asked for 10%"]
+    metrics = json.loads(next((tmp_path / "o").glob("*/seed0/metrics.json")).read_text())
+    assert metrics["split_warnings"] == [warnings[0].split("is weak: ")[1]]
+    sound = cli("--model", "nearest", "--out", "o2", cwd=tmp_path)
+    assert sound.returncode == 0 and "is weak" not in sound.stderr
+    assert json.loads(next((tmp_path / "o2").glob("*/seed0/metrics.json")).read_text())["split_warnings"] == []
+
+
 def test_checkpoint_of_another_scene_or_not_a_checkpoint(tmp_path):
     trained = cli("--model", "hu", "--dataset", "Synthetic", "--epoch", "1", "--out", "t", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from deephyperx.errors import UserError
 from deephyperx.splits import (MODES, default_block_size, split_from_label_maps, split_pixels, split_summary,
-                               validation_split)
+                               split_warnings, validation_split)
 
 SEEDS = (0, 1, 2)
 #: A training_sample every mode accepts, per mode.
@@ -262,6 +262,40 @@ def test_default_block_size() -> None:
     assert default_block_size((145, 145), 1) == 9
     assert default_block_size((145, 145), 9) == 18
     assert default_block_size((10, 10), 1) == 2
+    # large patches: capped at a sixth of the shorter side, so the image keeps about 36 blocks
+    assert default_block_size((145, 145), 12) == 24
+    assert default_block_size((145, 145), 25) == 24
+    assert default_block_size((145, 145), 64) == 24
+    assert default_block_size((10, 10), 5) == 2
+
+
+def test_blocks_with_large_patches_stay_near_the_asked_share_on_indian_pines() -> None:
+    """HybridSN's 25-px patches: 50-px blocks (9 in all) put about half the labelled pixels in
+    training for a 10% split; the capped 24-px blocks keep it between 10% and 25% in every seed."""
+    labels = _indian_pines_labels()
+    for seed in SEEDS:
+        train, test = split_pixels(labels, "blocks", 0.1, seed=seed, patch_size=25)
+        _assert_valid_masks(labels, train, test)
+        assert 0.1 <= train.sum() / (labels >= 0).sum() <= 0.25
+        assert test.sum() > 2000
+    wide, _ = split_pixels(labels, "blocks", 0.1, seed=0, patch_size=25, block_size=50)
+    assert wide.sum() / (labels >= 0).sum() > 0.4
+
+
+def test_split_warnings_name_missing_classes_and_a_share_far_from_asked() -> None:
+    labels = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, -1, -1]])
+    train = labels == 0
+    test = labels == 1
+    lines = split_warnings(labels, train, test, 0.1, ["soil", "corn", "oats"])
+    assert lines == ['2 of 3 classes have no training pixel: class "corn", class "oats"',
+                     '2 of 3 classes have no test pixel: class "soil", class "oats"',
+                     "training pixels are 40.0% of the labelled pixels, where training_sample=0.1 asked for 10%"]
+    unnamed = split_warnings(labels, train, test, 0.4)  # 40% asked: the share is right
+    assert unnamed == ["2 of 3 classes have no training pixel: class 1, class 2",
+                       "2 of 3 classes have no test pixel: class 0, class 2"]
+    columns = np.arange(4)[None, :] % 2
+    assert split_warnings(labels, (labels >= 0) & (columns == 0), (labels >= 0) & (columns == 1), 0.5) == []
+    assert split_warnings(labels, train, test, 5) == unnamed  # counts are not checked as a share
 
 
 # --- fixed label maps ----------------------------------------------------------------------------
