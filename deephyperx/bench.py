@@ -96,8 +96,8 @@ def diverged_row(scene: str, model: str, config: dict[str, Any], diverged: list[
     return {"scene": scene, "model": model, "split": f"{config['sampling_mode']} {config['training_sample']}",
             "runs": 0, "seeds": [], "epochs": config.get("epoch"),
             **{key: None for key in ("overall_accuracy", "average_accuracy", "kappa")},
-            "f1_per_class": {}, "parameters": None, "train_pixels": None, "test_pixels": None, "train_seconds": None, "inference_seconds": None,
-            "devices": None, "diverged": diverged, "folder": None}
+            "f1_per_class": {}, "parameters": None, "train_pixels": None, "test_pixels": None,
+            "train_seconds": None, "inference_seconds": None, "devices": None, "diverged": diverged, "folder": None}
 
 
 def runs_cell(row: dict[str, Any]) -> str:
@@ -121,15 +121,15 @@ def _stat(stat: Optional[dict[str, Any]]) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| scene | model | split | runs | epochs | train / test px | OA (%) | AA (%) | kappa (x100) | parameters | "
-             "train (s) | inference (s) | device |",
+    lines = ["| scene | model | split | runs | epochs | train / test px | OA (%) | AA (%) | kappa (x100) | "
+             "parameters | train (s) | inference (s) | device |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         params = f"{int(r['parameters']):,}" if r["parameters"] is not None else "-"
         times = [f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("train_seconds", "inference_seconds")]
-        lines.append(f"| {r['scene']} | {r['model']} | {r['split']} | {runs_cell(r)} | {r['epochs'] or '-'} | {pixels_cell(r)} | "
-                     f"{_stat(r['overall_accuracy'])} | {_stat(r['average_accuracy'])} | {_stat(r['kappa'])} | "
-                     f"{params} | {times[0]} | {times[1]} | {r.get('devices') or '-'} |")
+        lines.append(f"| {r['scene']} | {r['model']} | {r['split']} | {runs_cell(r)} | {r['epochs'] or '-'} | "
+                     f"{pixels_cell(r)} | {_stat(r['overall_accuracy'])} | {_stat(r['average_accuracy'])} | "
+                     f"{_stat(r['kappa'])} | {params} | {times[0]} | {times[1]} | {r.get('devices') or '-'} |")
     return "\n".join(lines) + "\n"
 
 

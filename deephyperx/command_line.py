@@ -32,7 +32,8 @@ def add_split_arguments(parser: argparse.ArgumentParser, title: str = "split") -
     split.add_argument("--train_set", help="label raster of training pixels (with --test_set)")
     split.add_argument("--test_set", help="label raster of test pixels (with --train_set)")
     split.add_argument("--guard", type=int, help="blocks mode: guard band width (default patch_size // 2)")
-    split.add_argument("--block_size", type=int, help="blocks mode: block side in pixels (default max(2 x patch, min(H, W) // 15), at most min(H, W) // 6)")
+    split.add_argument("--block_size", type=int, help="blocks mode: block side in pixels (default "
+                       "max(2 x patch, min(H, W) // 15), at most min(H, W) // 6)")
     split.add_argument("--val_fraction", type=float, help="share of training pixels held out for validation (default 0.05)")
 
 
