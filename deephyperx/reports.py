@@ -274,8 +274,12 @@ def run_summary_markdown(title: str, metrics: dict[str, Any], config: dict[str, 
         ["Overall accuracy (OA, %)", format_percent(metrics["overall_accuracy"])],
         ["Average accuracy (AA, %)", format_percent(metrics["average_accuracy"])],
         ["Kappa (× 100)", format_percent(metrics["kappa"])],
+        *([["Training pixels (+ validation)", f"{metrics['n_train']} (+ {metrics.get('n_validation', 0)})"]]
+          if "n_train" in metrics else []),
         ["Test pixels", metrics.get("n_test", "n/a")],
     ]))
+    if metrics.get("split_warnings"):
+        parts += ["", "**The split is weak:**", "", *(f"- {line}" for line in metrics["split_warnings"])]
     if extra:
         parts += ["", _table(["detail", "value"], [[k, v] for k, v in to_plain(extra).items()])]
     parts += ["", "## Per-class results", ""]

@@ -230,6 +230,16 @@ def test_run_summary_markdown_numbers_and_config(tmp_path):
     assert (tmp_path / "summary.md").read_text() == text
 
 
+def test_run_summary_gives_the_split_and_its_warnings():
+    metrics = {**metrics_from_confusion(HAND_CM, NAMES3), "n_train": 95, "n_validation": 5, "n_test": 12,
+               "split_warnings": ['1 of 3 classes have no training pixel: class "Oats"']}
+    text = run_summary_markdown("t", metrics, {})
+    assert "| Training pixels (+ validation) | 95 (+ 5) |\n| Test pixels | 12 |" in text
+    assert '**The split is weak:**\n\n- 1 of 3 classes have no training pixel: class "Oats"\n' in text
+    sound = run_summary_markdown("t", {**metrics, "split_warnings": []}, {})
+    assert "weak" not in sound
+
+
 def test_run_summary_marks_undefined_values_and_escapes_pipes():
     metrics = metrics_from_confusion(np.array([[2, 0], [0, 0]]), ["Grass|Trees", "Oats"])
     text = run_summary_markdown("t", metrics, {})
