@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -52,6 +52,8 @@ class Split:
     train: np.ndarray
     validation: np.ndarray
     test: np.ndarray
+    #: what makes the split a weak test of what was asked (:func:`~deephyperx.splits.split_warnings`)
+    warnings: list[str] = field(default_factory=list)
 
 
 # ----- devices -----------------------------------------------------------------------------------
@@ -106,17 +108,13 @@ def make_split(scene: Scene, config: dict[str, Any], seed: int) -> Split:
         train, test = split_pixels(scene.labels, config["sampling_mode"], config["training_sample"], seed,
                                    patch_size=config["patch_size"], guard=config.get("guard"),
                                    block_size=config.get("block_size"), class_names=scene.class_names)
-    for line in weak_split_warnings(scene, config, train, test):
+    # label-file splits are not checked against training_sample, which they do not use
+    asked = 0.0 if config.get("train_set") else float(config["training_sample"])
+    warnings = split_warnings(scene.labels, train, test, asked, scene.class_names)
+    for line in warnings:
         print(f"warning: the split of {scene.name} (seed {seed}) is weak: {line}", file=sys.stderr)
     train, validation = validation_split(train, scene.labels, config["val_fraction"], seed)
-    return Split(train, validation, test)
-
-
-def weak_split_warnings(scene: Scene, config: dict[str, Any], train: np.ndarray, test: np.ndarray) -> list[str]:
-    """:func:`~deephyperx.splits.split_warnings` for this run's split (train: validation included);
-    label-file splits are not checked against ``training_sample``, which they do not use."""
-    asked = 0.0 if config.get("train_set") else float(config["training_sample"])
-    return split_warnings(scene.labels, train, test, asked, scene.class_names)
+    return Split(train, validation, test, warnings)
 
 
 # ----- one run -----------------------------------------------------------------------------------
@@ -233,8 +231,7 @@ class SingleRun:
                         "split": split_summary(self.scene.labels, split.train | split.validation, split.test,
                                                self.scene.class_names),
                         "n_train": int(split.train.sum()), "n_validation": int(split.validation.sum()),
-                        "split_warnings": weak_split_warnings(self.scene, self.config, split.train | split.validation,
-                                                              split.test)})
+                        "split_warnings": split.warnings})
         monitor.confusion(cm, self.scene.class_names)
         monitor.label_map("prediction", prediction, self.scene.palette, self.scene.class_names)
         self._write_reports(metrics, cm, prediction, split)

@@ -120,10 +120,11 @@ def split_warnings(labels: np.ndarray, train: np.ndarray, test: np.ndarray, trai
     labels = _check_labels(labels)
     valid = labels >= 0
     names = _Names(class_names)
-    classes = np.unique(labels[valid])
+    classes, _ = _class_counts(labels)
     lines = []
     for mask, side in ((train, "training"), (test, "test")):
-        missing = [names(int(c)) for c in classes if not (mask & (labels == c)).any()]
+        per_class = np.bincount(labels[valid & mask], minlength=int(classes.max()) + 1)
+        missing = [names(int(c)) for c in classes if per_class[c] == 0]
         if missing:
             lines.append(f"{len(missing)} of {len(classes)} classes have no {side} pixel: {', '.join(missing)}")
     if 0 < training_sample < 1:
