@@ -42,9 +42,8 @@ LEE = ["--model", "lee", "--cube", "cube.npy", "--gt", "gt.npy", "--config", "le
        "--epoch", "30", "--lr", "0.01", "--seed", "0"]
 
 
-def torchrun_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            str(ROOT / "main.py"), *args]
+def torchrun_command(*args: str, script: str = str(ROOT / "main.py")) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", script, *args]
 
 
 def environment(cwd: Path) -> dict[str, str]:
@@ -168,9 +167,7 @@ distributed.exit_process(int(sys.argv[1]))
 @pytest.mark.parametrize("status", [0, 3])
 def test_a_rank_ends_through_its_exit_handlers_and_keeps_its_output_and_status(tmp_path, status):
     (tmp_path / "rank_exit.py").write_text(EXIT_SCRIPT)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "rank_exit.py", str(status)]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    result = subprocess.run(torchrun_command(str(status), script="rank_exit.py"), cwd=tmp_path, capture_output=True, text=True, timeout=120,
                             env={**environment(tmp_path), "PYTHONPATH": str(ROOT)})
     assert (result.returncode == 0) == (status == 0), result.stderr[-2000:]
     assert status == 0 or f"exitcode  : {status}" in result.stderr  # torchrun names each rank's status
