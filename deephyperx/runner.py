@@ -33,6 +33,7 @@ from deephyperx.metrics import aggregate_runs, confusion_matrix, metrics_from_co
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
 from deephyperx.preprocessing import Normaliser, PCAProjection, fit_normaliser, fit_pca
 from deephyperx.registry import ModelSpec, create_model, get_spec
+from deephyperx.run_environment import record_environment
 from deephyperx.reports import (aggregate_markdown, load_json, run_summary_markdown, save_confusion_png, save_json,
                                 rgb_composite, save_label_map_png, save_map_comparison_png)
 from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
@@ -158,9 +159,11 @@ def resume_partial_folder(partial: Path, config: dict[str, Any], seed: int, resu
     checkpoint = partial / "checkpoint.pt"
     if not resumable or not checkpoint.is_file():
         (partial / "metrics.jsonl").unlink(missing_ok=True)
+        record_environment(partial, None, config.get("cuda"))
         return None
     state = ckpt.load_checkpoint(checkpoint)
     trim_records(partial / "metrics.jsonl", state["step"], state["epoch"])
+    record_environment(partial, state["epoch"], config.get("cuda"))
     return state
 
 

@@ -33,6 +33,7 @@ from deephyperx.metrics import (CLASS_MEANS, OVERALL_METRICS, aggregate_runs, co
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
 from deephyperx.preprocessing import Normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec
+from deephyperx.run_environment import record_environment
 from deephyperx.reports import load_json, rgb_composite, save_confusion_png, save_json, save_map_comparison_png
 from deephyperx.runner import discard_unresumable_partial, open_partial_folder, resolve_device
 from deephyperx.scene import IGNORE
@@ -475,8 +476,10 @@ class SegmentationRun:
                 if name == "model.pt":
                     os.replace(path, self.partial / "checkpoint.pt")
                 trim_records(self.partial / "metrics.jsonl", state["step"], state["epoch"])
+                record_environment(self.partial, state["epoch"], self.config.get("cuda"))
                 return state
         (self.partial / "metrics.jsonl").unlink(missing_ok=True)
+        record_environment(self.partial, None, self.config.get("cuda"))
         return None
 
     def _restored_checkpoint(self) -> Optional[dict]:

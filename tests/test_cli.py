@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import scipy.io
 
+from deephyperx.run_environment import read_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -85,6 +87,11 @@ def test_killed_run_resumes_and_ends_with_the_same_metrics(tmp_path):
     assert [r["epoch"] for r in log if r["kind"] == "epoch"] == list(range(12))
     steps = [r["step"] for r in log if r["kind"] == "iteration"]
     assert steps == list(range(1, len(steps) + 1))
+    started, resumed_with = read_environment(next((tmp_path / "killed").glob("*/seed0")))
+    assert started["resumed_from_epoch"] is None and 0 <= resumed_with["resumed_from_epoch"] < 12
+    assert started["torch_threads"] == resumed_with["torch_threads"] >= 1
+    assert "warning: this run went on with" not in resumed.stderr
+    assert len(read_environment(next((tmp_path / "ref").glob("*/seed0")))) == 1
 
 
 def test_download_from_a_local_mirror(tmp_path, shared_data):

@@ -25,6 +25,7 @@ from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
 from deephyperx.monitor import Monitor
 from deephyperx.registry import create_model, get_spec
+from deephyperx.run_environment import read_environment
 from deephyperx.runner import SingleRun, run_experiment
 from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
 from deephyperx.seeding import torch_generator
@@ -141,6 +142,7 @@ def test_dense_lee_trains_on_two_processes_like_on_one(tmp_path):
     model = create_model("lee", n_bands=16, n_classes=4, patch_size=5, width=16, dropout=0.0)
     model.load_state_dict(state["model_state"])
     distributed_oa = json.loads((run / "metrics.json").read_text())["overall_accuracy"]
+    assert [record["world_size"] for record in read_environment(run)] == [2]  # rank 0 wrote it, in the group
     custom = datasets.load_custom_scene(tmp_path / "cube.npy", tmp_path / "gt.npy")
     settings = {"model_args": {"width": 16, "dropout": 0.0}, "training_sample": 0.3, "epoch": 30, "lr": 0.01,
                 "seed": 0, "batch_size": 100}

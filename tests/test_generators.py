@@ -19,6 +19,7 @@ from deephyperx.generation import GenerationRequest, generate, latent_walk, run_
 from deephyperx.monitor import Monitor
 from deephyperx.preprocessing import Normaliser, fit_normaliser
 from deephyperx.registry import get_spec, list_models
+from deephyperx.run_environment import read_environment
 from deephyperx.sampling import Batch
 from deephyperx.scene import IGNORE, class_spectra
 from deephyperx.seeding import torch_generator
@@ -328,6 +329,8 @@ def test_interrupted_run_resumes_to_identical_spectra(scene, tmp_path):
                                   read_spectra_file(tmp_path / "a.h5").spectra)
     log = [json.loads(line) for line in (run_folder(cut, scene) / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log if r["kind"] == "epoch"] == [0, 1]
+    started, resumed = read_environment(run_folder(cut, scene))  # what the run ran on, start and resume
+    assert started["resumed_from_epoch"] is None and resumed["resumed_from_epoch"] in (0, 1)
 
 
 @pytest.mark.parametrize("request_args, message", [

@@ -17,6 +17,8 @@ import torch
 import yaml
 from PIL import Image
 
+from deephyperx.run_environment import read_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 #: A narrow network and a short schedule: seconds on a CPU.
 TINY = ("--crop", "32", "--stride", "16", "--batch_size", "4", "--model_args", "width=0.125")
@@ -165,6 +167,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_metrics
               next((folder / "killed").glob("*/seed0/metrics.jsonl")).read_text().splitlines()
               if json.loads(line)["kind"] == "epoch"]
     assert epochs == list(range(6))  # the resumed log reads as one uninterrupted run
+    records = read_environment(next((folder / "killed").glob("*/seed0")))
+    assert [r["omp_num_threads"] for r in records] == ["1", "1"]
+    assert records[0]["resumed_from_epoch"] is None and records[1]["resumed_from_epoch"] in range(6)
 
 
 def test_bad_input_exits_2_with_one_line_through_a_real_process(tmp_path):

@@ -82,7 +82,7 @@ def test_hu_fits_a_small_scene(small_scene, tmp_path):
     assert result["overall_accuracy"] > 0.9
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"config.yaml", "metrics.json", "summary.md", "confusion.png", "map.png", "map_full.png", "prediction.npy",
-            "model.pt", "metrics.jsonl", "split.npz"} <= files
+            "model.pt", "metrics.jsonl", "split.npz", "environment.jsonl"} <= files
     assert not (tmp_path / "run.partial").exists()
 
 

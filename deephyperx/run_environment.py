@@ -1,0 +1,80 @@
+"""What a run ran on, kept beside its results: library versions, torch's thread counts, the device
+and the number of processes. Numbers from the same command and seed can differ with another
+thread count (torch adds in another order; adversarial training amplifies it, see
+docs/RESULTS.md), so each start and each resume of a run appends one record to its folder's
+``environment.jsonl``, and a resume with another thread count says so on stderr."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from deephyperx import distributed
+from deephyperx.atomic import atomic_write_text
+
+ENVIRONMENT_FILE = "environment.jsonl"
+
+
+def device_name(cuda: Optional[int]) -> str:
+    """The device a ``--cuda`` value gives: a GPU's name, or "cpu" (also when no GPU is there)."""
+    if cuda is None or cuda < 0 or not torch.cuda.is_available() or cuda >= torch.cuda.device_count():
+        return "cpu"
+    return f"cuda:{cuda} ({torch.cuda.get_device_name(cuda)})"
+
+
+def describe_environment(cuda: Optional[int] = None) -> dict[str, Any]:
+    """This process's software, thread counts and device (from ``--cuda``), as JSON-ready values."""
+    import sklearn
+
+    return {
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit_learn": sklearn.__version__,
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "device": device_name(cuda),
+        "world_size": distributed.world_size(),
+    }
+
+
+def read_environment(folder: Path) -> list[dict[str, Any]]:
+    """The records of ``folder``'s ``environment.jsonl``, oldest first (none when absent)."""
+    path = Path(folder) / ENVIRONMENT_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def record_environment(folder: Path, resumed_from_epoch: Optional[int] = None,
+                       cuda: Optional[int] = None) -> dict[str, Any]:
+    """Append this process's environment to ``folder``'s ``environment.jsonl`` (rewritten
+    atomically) and return the record. A fresh start (``resumed_from_epoch`` None) begins a new
+    file; a resume keeps the earlier records and warns when the thread count or the number of
+    processes changed, since the numbers will then differ from an uninterrupted run's."""
+    earlier = read_environment(folder) if resumed_from_epoch is not None else []
+    record = {**describe_environment(cuda), "resumed_from_epoch": resumed_from_epoch}
+    if earlier:
+        warn_on_changes(earlier[-1], record)
+    lines = [json.dumps(item, sort_keys=True) for item in [*earlier, record]]
+    atomic_write_text(Path(folder) / ENVIRONMENT_FILE, "\n".join(lines) + "\n")
+    return record
+
+
+def warn_on_changes(before: dict[str, Any], now: dict[str, Any]) -> None:
+    """One stderr line per setting that differs between the run's last start and this resume."""
+    for key, what in (("torch_threads", "torch threads"), ("world_size", "processes")):
+        if before.get(key) != now.get(key):
+            print(f"warning: this run went on with {before.get(key)} {what} and resumes with {now.get(key)}; "
+                  f"its numbers will differ from an uninterrupted run's (see {ENVIRONMENT_FILE} in its folder)",
+                  file=sys.stderr)
