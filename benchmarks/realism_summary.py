@@ -8,7 +8,9 @@ generator.
 
 Each folder given is a generator folder of `benchmarks/generator_results.sh` (its `runs/` holds one
 run folder per seed, each with `config.yaml` and `realism/realism.json`). Writes
-`realism_summary.md` and `realism_summary.json` (atomically).
+`realism_summary.md` and `realism_summary.json` (atomically). The table gives each seed's torch
+thread count from its `environment.jsonl` ("?" for runs made before runs recorded it): adversarial
+training gives other numbers with another count.
 """
 from __future__ import annotations
 
@@ -24,19 +26,31 @@ from deephyperx.config import load_yaml_config  # noqa: E402
 from deephyperx.errors import UserError  # noqa: E402
 from deephyperx.metrics import mean_and_std  # noqa: E402
 from deephyperx.reports import load_json, save_json  # noqa: E402
+from deephyperx.run_environment import read_environment  # noqa: E402
 
 CLASSIFIERS = ("linear_svm", "mlp")
 EXPERIMENTS = ("trtr", "tstr", "real_plus_synthetic")
 
 
-def seed_reports(folder: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(config, realism report) of every finished seed under ``folder/runs``."""
+def seed_reports(folder: Path) -> list[tuple[dict[str, Any], dict[str, Any], Path]]:
+    """(config, realism report, run folder) of every finished seed under ``folder/runs``."""
     found = []
     for report in sorted(folder.glob("runs/*/seed*/realism/realism.json")):
-        if report.parent.parent.name.endswith(".partial"):
+        run = report.parent.parent
+        if run.name.endswith(".partial"):
             continue
-        found.append((load_yaml_config(str(report.parent.parent / "config.yaml")), load_json(report)))
+        found.append((load_yaml_config(str(run / "config.yaml")), load_json(report), run))
     return found
+
+
+def thread_counts(run: Path) -> Optional[list[int]]:
+    """The torch thread counts a run trained with (more than one if a resume changed it); None
+    when its folder has no environment record."""
+    return sorted({record["torch_threads"] for record in read_environment(run)}) or None
+
+
+def _threads_cell(counts: Sequence[Optional[list[int]]]) -> str:
+    return ", ".join("?" if c is None else "+".join(map(str, c)) for c in counts)
 
 
 def seed_values(report: dict[str, Any]) -> dict[str, float]:
@@ -59,14 +73,15 @@ def summarise(folder: Path) -> dict[str, Any]:
     if not reports:
         raise UserError(f"{folder}: no finished realism report under runs/*/seed*/realism/; "
                         "give a generator folder written by benchmarks/generator_results.sh")
-    settings = {(c["dataset"], c["model"], c["sampling_mode"], c["training_sample"]) for c, _ in reports}
+    settings = {(c["dataset"], c["model"], c["sampling_mode"], c["training_sample"]) for c, _, _ in reports}
     if len(settings) > 1:
         raise UserError(f"{folder}: its runs mix settings {sorted(map(str, settings))}; give one folder per setting")
     dataset, model, mode, budget = settings.pop()
-    per_seed = [seed_values(report) for _, report in reports]
+    per_seed = [seed_values(report) for _, report, _ in reports]
     stats = {key: mean_and_std([v[key] for v in per_seed]) for key in per_seed[0]}
     return {"folder": str(folder), "scene": dataset, "generator": model, "split": f"{mode} {budget}",
-            "seeds": [int(report["seed"]) for _, report in reports], "stats": stats}
+            "seeds": [int(report["seed"]) for _, report, _ in reports],
+            "torch_threads": [thread_counts(run) for _, _, run in reports], "stats": stats}
 
 
 def _cell(stat: dict[str, float], digits: int = 2, signed: bool = False) -> str:
@@ -74,18 +89,20 @@ def _cell(stat: dict[str, float], digits: int = 2, signed: bool = False) -> str:
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
-    head = ("| scene | split | generator | seeds | SVM TRTR | SVM TSTR | SVM TSTR/TRTR | SVM real+syn gain | "
+    head = ("| scene | split | generator | seeds | torch threads | SVM TRTR | SVM TSTR | SVM TSTR/TRTR | SVM real+syn gain | "
             "MLP TRTR | MLP TSTR | MLP TSTR/TRTR | MLP real+syn gain | two-sample (%) | angle ratio |")
     lines = ["# Realism over seeds", "",
              "Overall accuracy (%) on the real test pixels, mean ± sample std over seeds; TSTR: trained on "
              "synthetic, tested on real; TRTR: trained and tested on real; gain: real + synthetic minus real "
              "alone (points); two-sample: a classifier telling real from synthetic (50% = indistinguishable); "
              "angle ratio: median spectral angle of synthetic spectra to their nearest training spectrum over "
-             "that of real test spectra (well below 1: copies).", "",
+             "that of real test spectra (well below 1: copies); torch threads: each seed's, from its "
+             "environment.jsonl (?: not recorded).", "",
              head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         s = r["stats"]
         lines.append(f"| {r['scene']} | {r['split']} | {r['generator']} | {', '.join(map(str, r['seeds']))} | "
+                     f"{_threads_cell(r['torch_threads'])} | "
                      + " | ".join(_cell(s[k], 3 if k.endswith("ratio") else 2, k.endswith("gain")) for k in (
                          "linear_svm_trtr", "linear_svm_tstr", "linear_svm_ratio", "linear_svm_gain",
                          "mlp_trtr", "mlp_tstr", "mlp_ratio", "mlp_gain", "two_sample", "angle_ratio")) + " |")

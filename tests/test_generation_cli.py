@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import main
 import models.generators  # noqa: F401  (registers cgan and cvae)
@@ -200,7 +201,15 @@ def test_realism_summary_averages_the_seeds_reports(finished, capsys, tmp_path):
     assert row["stats"]["linear_svm_tstr"]["std"] == pytest.approx(np.std(tstr, ddof=1))
     two_sample = [100 * r["two_sample"]["accuracy"] for r in reports]
     assert row["stats"]["two_sample"]["mean"] == pytest.approx(np.mean(two_sample))
-    assert "| cube |" in (tmp_path / "summary" / "realism_summary.md").read_text()
+    threads = torch.get_num_threads()  # both seeds ran in this process
+    assert row["torch_threads"] == [[threads], [threads]]
+    assert f"| cube | random 0.1 | cvae | 0, 1 | {threads}, {threads} |" in \
+        (tmp_path / "summary" / "realism_summary.md").read_text()
+    next((folder / "runs").glob("*/seed1/environment.jsonl")).unlink()  # a run from before the record
+    again = subprocess.run([sys.executable, str(script), str(folder), "--out", str(tmp_path / "summary")],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"| 0, 1 | {threads}, ? |" in (tmp_path / "summary" / "realism_summary.md").read_text()
 
     empty = subprocess.run([sys.executable, str(script), str(tmp_path / "nothing"), "--out", str(tmp_path / "x")],
                            capture_output=True, text=True, timeout=120)
