@@ -26,6 +26,7 @@ from deephyperx.file_monitor import FileMonitor
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors
 from deephyperx.preprocessing import Normaliser, fit_normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec, list_models, require_family
+from deephyperx.run_environment import read_environment
 from deephyperx.reports import save_json
 from deephyperx.runner import (Split, discard_unresumable_partial, make_split, resolve_device, resume_partial_folder,
                               run_folder_names)
@@ -324,8 +325,10 @@ class GenerationRun:
         if request.report:
             summary["realism"], summary["interpolation_classes"] = self._report(split, classes, normaliser, model,
                                                                                 (spectra, labels))
+        # the file's provenance: the configuration, the request and what the generator trained on (threads)
+        provenance = {**self.config, "generation": {**generation, "environment": read_environment(self.partial)}}
         write_spectra_file(out_file, LabelledSpectra(spectra, labels, list(scene.class_names), scene.wavelengths,
-                                                     scene.name, self.spec.name, {**self.config, "generation": generation}))
+                                                     scene.name, self.spec.name, provenance))
         return summary
 
     def _report(self, split: Split, classes: list[int], normaliser: Normaliser, model: torch.nn.Module,

@@ -247,6 +247,8 @@ def test_generated_file_has_the_right_shape_classes_and_range(trained, scene):
     assert data.spectra.min() >= low - 1e-5 and data.spectra.max() <= high + 1e-5  # original units
     assert data.spectra.std() > 0
     assert data.config["model"] == name and data.config["generation"]["samples_per_class"] == 200
+    (trained_with,) = data.config["generation"]["environment"]  # one start, no resume
+    assert trained_with["torch_threads"] == torch.get_num_threads() and trained_with["resumed_from_epoch"] is None
     folder = Path(summary["run_folder"])
     assert (folder / "model.pt").is_file() and not folder.with_name(folder.name + ".partial").exists()
     assert json.loads((folder / "generation.json").read_text())["n_spectra"] == 800
