@@ -151,8 +151,9 @@ def test_dense_lee_trains_on_two_processes_like_on_one(tmp_path):
     assert abs(distributed_oa - single["overall_accuracy"]) <= 0.05
 
 
-#: A rank that joins the group, records at exit whether the group was left, prints without
-#: flushing, makes one collective with a Python tensor and ends through ``exit_process``.
+#: A rank that joins the group, records at exit whether the group was left, writes without
+#: flushing, makes one collective with a Python tensor and ends through ``exit_process``. Each rank
+#: writes its line in one call, so that the two ranks' output on the shared pipe cannot interleave.
 EXIT_SCRIPT = """
 import atexit, os, sys
 import torch.distributed as dist
@@ -161,7 +162,8 @@ from deephyperx import distributed
 rank = os.environ["RANK"]
 atexit.register(lambda: open(f"rank{rank}.atexit", "w").write(str(dist.is_initialized())))
 distributed.init()
-print(f"rank {rank} got", distributed.broadcast_object({"from": "rank 0"} if rank == "0" else None), end="")
+got = distributed.broadcast_object({"from": "rank 0"} if rank == "0" else None)
+sys.stdout.write(f"rank {rank} got {got}; ")
 distributed.exit_process(int(sys.argv[1]))
 """
 
@@ -169,12 +171,13 @@ distributed.exit_process(int(sys.argv[1]))
 @pytest.mark.parametrize("status", [0, 3])
 def test_a_rank_ends_through_its_exit_handlers_and_keeps_its_output_and_status(tmp_path, status):
     (tmp_path / "rank_exit.py").write_text(EXIT_SCRIPT)
-    result = subprocess.run(torchrun_command(str(status), script="rank_exit.py"), cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                            env={**environment(tmp_path), "PYTHONPATH": str(ROOT)})
+    buffered = {k: v for k, v in environment(tmp_path).items() if k != "PYTHONUNBUFFERED"}  # flushed at exit only
+    result = subprocess.run(torchrun_command(str(status), script="rank_exit.py"), cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, env={**buffered, "PYTHONPATH": str(ROOT)})
     assert (result.returncode == 0) == (status == 0), result.stderr[-2000:]
     assert status == 0 or f"exitcode  : {status}" in result.stderr  # torchrun names each rank's status
     for rank in ("0", "1"):  # buffered output flushed; handlers ran, after the group was left
-        assert f"rank {rank} got {{'from': 'rank 0'}}" in result.stdout
+        assert f"rank {rank} got {{'from': 'rank 0'}}; " in result.stdout
         assert (tmp_path / f"rank{rank}.atexit").read_text() == "False"
 
 
