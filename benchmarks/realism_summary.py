@@ -89,8 +89,9 @@ def _cell(stat: dict[str, float], digits: int = 2, signed: bool = False) -> str:
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
-    head = ("| scene | split | generator | seeds | torch threads | SVM TRTR | SVM TSTR | SVM TSTR/TRTR | SVM real+syn gain | "
-            "MLP TRTR | MLP TSTR | MLP TSTR/TRTR | MLP real+syn gain | two-sample (%) | angle ratio |")
+    head = ("| scene | split | generator | seeds | torch threads | SVM TRTR | SVM TSTR | SVM TSTR/TRTR | "
+            "SVM real+syn gain | MLP TRTR | MLP TSTR | MLP TSTR/TRTR | MLP real+syn gain | two-sample (%) | "
+            "angle ratio |")
     lines = ["# Realism over seeds", "",
              "Overall accuracy (%) on the real test pixels, mean ± sample std over seeds; TSTR: trained on "
              "synthetic, tested on real; TRTR: trained and tested on real; gain: real + synthetic minus real "

@@ -26,8 +26,8 @@ from deephyperx.file_monitor import FileMonitor
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors
 from deephyperx.preprocessing import Normaliser, fit_normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec, list_models, require_family
-from deephyperx.run_environment import read_environment
 from deephyperx.reports import save_json
+from deephyperx.run_environment import read_environment
 from deephyperx.runner import (Split, discard_unresumable_partial, make_split, resolve_device, resume_partial_folder,
                               run_folder_names)
 from deephyperx.sampling import Batch

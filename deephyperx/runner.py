@@ -33,9 +33,9 @@ from deephyperx.metrics import aggregate_runs, confusion_matrix, metrics_from_co
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
 from deephyperx.preprocessing import Normaliser, PCAProjection, fit_normaliser, fit_pca
 from deephyperx.registry import ModelSpec, create_model, get_spec
-from deephyperx.run_environment import record_environment
 from deephyperx.reports import (aggregate_markdown, load_json, run_summary_markdown, save_confusion_png, save_json,
                                 rgb_composite, save_label_map_png, save_map_comparison_png)
+from deephyperx.run_environment import record_environment
 from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
 from deephyperx.scene import IGNORE, Scene, class_spectra
 from deephyperx.seeding import seed_everything

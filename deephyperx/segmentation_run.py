@@ -33,8 +33,8 @@ from deephyperx.metrics import (CLASS_MEANS, OVERALL_METRICS, aggregate_runs, co
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
 from deephyperx.preprocessing import Normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec
-from deephyperx.run_environment import record_environment
 from deephyperx.reports import load_json, rgb_composite, save_confusion_png, save_json, save_map_comparison_png
+from deephyperx.run_environment import record_environment
 from deephyperx.runner import discard_unresumable_partial, open_partial_folder, resolve_device
 from deephyperx.scene import IGNORE
 from deephyperx.seeding import seed_everything
