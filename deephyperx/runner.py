@@ -157,14 +157,20 @@ def resume_partial_folder(partial: Path, config: dict[str, Any], seed: int, resu
     not ``resumable``)."""
     open_partial_folder(partial, config, seed)
     checkpoint = partial / "checkpoint.pt"
-    if not resumable or not checkpoint.is_file():
-        (partial / "metrics.jsonl").unlink(missing_ok=True)
-        record_environment(partial, None, config.get("cuda"))
-        return None
-    state = ckpt.load_checkpoint(checkpoint)
-    trim_records(partial / "metrics.jsonl", state["step"], state["epoch"])
-    record_environment(partial, state["epoch"], config.get("cuda"))
+    state = ckpt.load_checkpoint(checkpoint) if resumable and checkpoint.is_file() else None
+    continue_records(partial, state, config)
     return state
+
+
+def continue_records(partial: Path, state: Optional[dict], config: dict[str, Any]) -> None:
+    """Bring ``partial``'s records to the checkpoint ``state`` a run goes on from: the metrics log
+    trimmed back to it, or removed for a fresh start (``state`` None); and this process's
+    environment added to ``environment.jsonl``."""
+    if state is None:
+        (partial / "metrics.jsonl").unlink(missing_ok=True)
+    else:
+        trim_records(partial / "metrics.jsonl", state["step"], state["epoch"])
+    record_environment(partial, None if state is None else state["epoch"], config.get("cuda"))
 
 
 def discard_unresumable_partial(partial: Path) -> None:

@@ -30,12 +30,11 @@ from deephyperx.errors import UserError
 from deephyperx.file_monitor import FileMonitor
 from deephyperx.metrics import (CLASS_MEANS, OVERALL_METRICS, aggregate_runs, confusion_matrix, mean_and_std,
                                 segmentation_metrics)
-from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
+from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors
 from deephyperx.preprocessing import Normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec
 from deephyperx.reports import load_json, rgb_composite, save_confusion_png, save_json, save_map_comparison_png
-from deephyperx.run_environment import record_environment
-from deephyperx.runner import discard_unresumable_partial, open_partial_folder, resolve_device
+from deephyperx.runner import continue_records, discard_unresumable_partial, open_partial_folder, resolve_device
 from deephyperx.scene import IGNORE
 from deephyperx.seeding import seed_everything
 from deephyperx.segmentation_reports import (aggregate_markdown, display_step, region_file_stem, run_markdown,
@@ -475,11 +474,9 @@ class SegmentationRun:
                 state = ckpt.load_checkpoint(path)
                 if name == "model.pt":
                     os.replace(path, self.partial / "checkpoint.pt")
-                trim_records(self.partial / "metrics.jsonl", state["step"], state["epoch"])
-                record_environment(self.partial, state["epoch"], self.config.get("cuda"))
+                continue_records(self.partial, state, self.config)
                 return state
-        (self.partial / "metrics.jsonl").unlink(missing_ok=True)
-        record_environment(self.partial, None, self.config.get("cuda"))
+        continue_records(self.partial, None, self.config)
         return None
 
     def _restored_checkpoint(self) -> Optional[dict]:
