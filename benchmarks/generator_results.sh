@@ -12,7 +12,9 @@
 #   benchmarks/augmentation_gain.py then compares it with the real-only run of the same seed.
 # Resumable: give the same command again (a larger N later adds the missing seeds).
 # Settings (environment): CUDA=K trains on GPU K (default -1, the CPU); JOBS=N trains N generator
-# seeds at once (default 1), e.g. on a GPU machine with many cores.
+# seeds at once (default 1), e.g. on a GPU machine with many cores, each with cores / N threads
+# unless OMP_NUM_THREADS is set (benchmarks/threads_per_job.sh): on this 2-core machine JOBS=2 trains
+# two seeds on one thread each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:?give the folder holding IndianPines/ and SalinasA/}"
@@ -23,6 +25,9 @@ generators=("$@")
 python="${PYTHON:-python}"
 cuda="${CUDA:--1}"
 jobs="${JOBS:-1}"
+# shellcheck source=benchmarks/threads_per_job.sh
+source benchmarks/threads_per_job.sh
+threads_per_job "$jobs"
 settings=("IndianPines 0.05 ip_5pc" "IndianPines 10 ip_10px" "SalinasA 0.05 sa_5pc" "SalinasA 10 sa_10px")
 
 for setting in "${settings[@]}"; do

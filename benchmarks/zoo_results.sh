@@ -13,7 +13,8 @@
 #                 other); they share the experiment folders, and the tables are then gathered from
 #                 the finished seeds (bench --finished_only). Seed 0 of every pair runs first, so an
 #                 interrupted run has one seed of every model in every protocol before more seeds;
-#                 each seed's log is $OUT/logs/PROTOCOL-MODEL-seedN.log
+#                 each seed's log is $OUT/logs/PROTOCOL-MODEL-seedN.log; each process gets cores / N
+#                 threads unless OMP_NUM_THREADS is set (benchmarks/threads_per_job.sh)
 #   TABLE_ONLY=1  train nothing: rebuild the three tables from the seeds finished so far
 # bench reads finished seeds back, so the script resumes after an interruption.
 set -euo pipefail
@@ -24,6 +25,9 @@ python="${PYTHON:-python}"
 cuda="${CUDA:--1}"
 jobs="${JOBS:-1}"
 heavy_runs="${HEAVY_RUNS:-1}"
+# shellcheck source=benchmarks/threads_per_job.sh
+source benchmarks/threads_per_job.sh
+threads_per_job "$jobs"
 light=(nn hu hamida he li liu boulch mou lee)
 heavy=(HybridSN SSRN luo sharma)
 { [ "$cuda" -ge 0 ] || [ -n "${TABLE_ONLY:-}" ]; } && heavy+=(chen)
