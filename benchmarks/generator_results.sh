@@ -14,7 +14,7 @@
 # Settings (environment): CUDA=K trains on GPU K (default -1, the CPU); JOBS=N trains N generator
 # seeds at once (default 1), e.g. on a GPU machine with many cores, each with cores / N threads
 # unless OMP_NUM_THREADS is set (benchmarks/threads_per_job.sh): on this 2-core machine JOBS=2 trains
-# two seeds on one thread each.
+# two seeds on one thread each. The classifiers' benches run one at a time with torch's default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:?give the folder holding IndianPines/ and SalinasA/}"
@@ -27,7 +27,6 @@ cuda="${CUDA:--1}"
 jobs="${JOBS:-1}"
 # shellcheck source=benchmarks/threads_per_job.sh
 source benchmarks/threads_per_job.sh
-threads_per_job "$jobs"
 settings=("IndianPines 0.05 ip_5pc" "IndianPines 10 ip_10px" "SalinasA 0.05 sa_5pc" "SalinasA 10 sa_10px")
 
 for setting in "${settings[@]}"; do
@@ -38,9 +37,11 @@ for setting in "${settings[@]}"; do
     generator="${spec%%:*}"
     count=5
     [ "$spec" != "$generator" ] && count="${spec#*:}"
+    # shellcheck disable=SC2046
     for seed in $(seq 0 $((count - 1))); do
       [ -f "$out/$tag/$generator/seed$seed.h5" ] || echo "$seed"
-    done | xargs -r -P "$jobs" -I{} "$python" main.py generate --model "$generator" --dataset "$scene" \
+    done | env $(threads_per_job "$jobs") xargs -r -P "$jobs" -I{} \
+        "$python" main.py generate --model "$generator" --dataset "$scene" \
         --folder "$data" --training_sample "$budget" --seed {} --samples_per_class 1000 --cuda "$cuda" \
         --runs_dir "$out/$tag/$generator/runs" --out "$out/$tag/$generator/seed{}.h5"
     config="$out/$tag/$generator/augment.yaml"

@@ -27,7 +27,6 @@ jobs="${JOBS:-1}"
 heavy_runs="${HEAVY_RUNS:-1}"
 # shellcheck source=benchmarks/threads_per_job.sh
 source benchmarks/threads_per_job.sh
-threads_per_job "$jobs"
 light=(nn hu hamida he li liu boulch mou lee)
 heavy=(HybridSN SSRN luo sharma)
 { [ "$cuda" -ge 0 ] || [ -n "${TABLE_ONLY:-}" ]; } && heavy+=(chen)
@@ -73,7 +72,9 @@ queue() {
 export -f one_seed protocol_args
 export python data out cuda
 # every job writes into $out/$name (its partial table there is rewritten by the last step)
-queue | xargs -P "$jobs" -L 1 bash -c 'one_seed "$0" "$1" "$2" || echo "failed: $0 $1 seed $2" >&2'
+# shellcheck disable=SC2046
+queue | env $(threads_per_job "$jobs") xargs -P "$jobs" -L 1 \
+    bash -c 'one_seed "$0" "$1" "$2" || echo "failed: $0 $1 seed $2" >&2'
 if [ "$jobs" -gt 1 ]; then
   for name in "${protocols[@]}"; do table "$name" --finished_only; done
 else  # one job: the protocol's own command, which also retries any seed that failed above
