@@ -14,7 +14,8 @@
 # Settings (environment): CUDA=K trains on GPU K (default -1, the CPU); JOBS=N trains N generator
 # seeds at once (default 1), e.g. on a GPU machine with many cores, each with cores / N threads
 # unless OMP_NUM_THREADS is set (benchmarks/threads_per_job.sh): on this 2-core machine JOBS=2 trains
-# two seeds on one thread each. The classifiers' benches run one at a time with torch's default.
+# two seeds on one thread each. All settings' missing seeds form one queue, so no core idles while
+# a setting's last seed trains; the classifiers' benches follow, one at a time with torch's default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:?give the folder holding IndianPines/ and SalinasA/}"
@@ -29,31 +30,44 @@ jobs="${JOBS:-1}"
 source benchmarks/threads_per_job.sh
 settings=("IndianPines 0.05 ip_5pc" "IndianPines 10 ip_10px" "SalinasA 0.05 sa_5pc" "SalinasA 10 sa_10px")
 
+seed_count() {  # seed_count GENERATOR[:N]: N, or 5
+  [ "$1" != "${1%%:*}" ] && echo "${1#*:}" || echo 5
+}
+
+generate_seed() {  # generate_seed SCENE BUDGET TAG GENERATOR SEED: train that generator, write its spectra
+  "$python" main.py generate --model "$4" --dataset "$1" --folder "$data" --training_sample "$2" --seed "$5" \
+      --samples_per_class 1000 --cuda "$cuda" --runs_dir "$out/$3/$4/runs" --out "$out/$3/$4/seed$5.h5"
+}
+export -f generate_seed
+export python data cuda out
+
+# 1. every missing generator seed of every setting, JOBS at a time
+for setting in "${settings[@]}"; do
+  read -r scene budget tag <<< "$setting"
+  for spec in "${generators[@]}"; do
+    for seed in $(seq 0 $(( $(seed_count "$spec") - 1 ))); do
+      [ -f "$out/$tag/${spec%%:*}/seed$seed.h5" ] || echo "$scene $budget $tag ${spec%%:*} $seed"
+    done
+  done
+done | env $(threads_per_job "$jobs") xargs -r -n 5 -P "$jobs" bash -c 'generate_seed "$@"' generate_seed
+
+# 2. per setting: the classifiers on real pixels only, then on real + each generator's spectra, and the gain
 for setting in "${settings[@]}"; do
   read -r scene budget tag <<< "$setting"
   "$python" main.py bench --models nn hu --datasets "$scene" --folder "$data" --training_sample "$budget" \
       --runs 5 --seed 0 --cuda "$cuda" --out "$out/$tag/real"
   for spec in "${generators[@]}"; do
     generator="${spec%%:*}"
-    count=5
-    [ "$spec" != "$generator" ] && count="${spec#*:}"
-    # shellcheck disable=SC2046
-    for seed in $(seq 0 $((count - 1))); do
-      [ -f "$out/$tag/$generator/seed$seed.h5" ] || echo "$seed"
-    done | env $(threads_per_job "$jobs") xargs -r -P "$jobs" -I{} \
-        "$python" main.py generate --model "$generator" --dataset "$scene" \
-        --folder "$data" --training_sample "$budget" --seed {} --samples_per_class 1000 --cuda "$cuda" \
-        --runs_dir "$out/$tag/$generator/runs" --out "$out/$tag/$generator/seed{}.h5"
     config="$out/$tag/$generator/augment.yaml"
     printf 'synthetic: %s\nsynthetic_ratio: 1.0\n' "$out/$tag/$generator/seed{seed}.h5" > "$config"
     "$python" main.py bench --models nn hu --datasets "$scene" --folder "$data" --training_sample "$budget" \
-        --runs "$count" --seed 0 --cuda "$cuda" --config "$config" --out "$out/$tag/$generator/augmented"
+        --runs "$(seed_count "$spec")" --seed 0 --cuda "$cuda" --config "$config" --out "$out/$tag/$generator/augmented"
     "$python" benchmarks/augmentation_gain.py "$out/$tag/real/bench.json" \
         "$out/$tag/$generator/augmented/bench.json" --out "$out/$tag/$generator"
   done
 done
 
-# realism over seeds: one row per setting and generator (TSTR/TRTR, two-sample test, angle ratio)
+# 3. realism over seeds: one row per setting and generator (TSTR/TRTR, two-sample test, angle ratio)
 folders=()
 for setting in "${settings[@]}"; do
   read -r _ _ tag <<< "$setting"

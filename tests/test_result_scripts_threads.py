@@ -30,7 +30,7 @@ def run(script: str, tmp_path: Path, jobs: str, omp: str | None = None) -> list[
     python, log = recorder(tmp_path)
     out = tmp_path / "out"
     for tag in SETTINGS:  # generator_results.sh writes augment.yaml where `generate` would have made the folder
-        (out / tag / "cgan").mkdir(parents=True)
+        (out / tag / "cgan").mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT")}
     env.update({"PYTHON": str(python), "JOBS": jobs, **({"OMP_NUM_THREADS": omp} if omp else {})})
     args = ["data-not-read", str(out)] + (["cgan:2"] if script == "generator_results.sh" else [])
@@ -63,3 +63,17 @@ def test_parallel_jobs_share_the_cores(script, jobs, omp, expected, tmp_path):
         assert len(queued) > 4 and len(queued) < len(calls)
     assert {line.split()[0] for line in queued} == {expected}
     assert {line.split()[0] for line in calls if line not in queued} == {omp or "unset"}
+
+
+def test_generator_seeds_of_all_settings_form_one_queue(tmp_path):
+    """generator_results.sh queues every setting's missing seeds before any bench, so JOBS processes
+    keep training across settings; a seed whose spectra file exists is not trained again."""
+    (tmp_path / "out" / "ip_5pc" / "cgan").mkdir(parents=True)
+    (tmp_path / "out" / "ip_5pc" / "cgan" / "seed0.h5").touch()
+    calls = [line.split()[1:] for line in run("generator_results.sh", tmp_path, "2")]
+    kinds = [call[1] if call[0] == "main.py" else call[0] for call in calls]
+    assert kinds == ["generate"] * 7 + ["bench", "bench", "benchmarks/augmentation_gain.py"] * 4 \
+        + ["benchmarks/realism_summary.py"]
+    trained = {(call[call.index("--out") + 1].split("/")[-3], call[call.index("--seed") + 1])
+               for call in calls[:7]}
+    assert trained == {(tag, seed) for tag in SETTINGS for seed in "01"} - {("ip_5pc", "0")}
