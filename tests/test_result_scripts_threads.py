@@ -1,8 +1,8 @@
 """The result scripts that run JOBS processes at once divide the machine's cores among them
 (benchmarks/threads_per_job.sh): every process of their parallel queue sees OMP_NUM_THREADS =
-cores / JOBS, unless the caller set it. The scripts run for real under bash; ``PYTHON`` names a
-recorder that writes the thread count and arguments of each call instead of training, so a case
-takes a few seconds."""
+cores / JOBS, unless the caller set it; generator_results.sh queues all settings' seeds before its
+benches. The scripts run for real under bash; ``PYTHON`` names a recorder that writes the thread
+count and arguments of each call instead of training, so a case takes a few seconds."""
 from __future__ import annotations
 
 import os
