@@ -16,6 +16,7 @@
 # unless OMP_NUM_THREADS is set (benchmarks/threads_per_job.sh): on this 2-core machine JOBS=2 trains
 # two seeds on one thread each. All settings' missing seeds form one queue, so no core idles while
 # a setting's last seed trains; the classifiers' benches follow, one at a time with torch's default.
+# SETTINGS="ip_5pc sa_5pc" runs only those settings (default: ip_5pc ip_10px sa_5pc sa_10px).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${1:?give the folder holding IndianPines/ and SalinasA/}"
@@ -28,7 +29,17 @@ cuda="${CUDA:--1}"
 jobs="${JOBS:-1}"
 # shellcheck source=benchmarks/threads_per_job.sh
 source benchmarks/threads_per_job.sh
-settings=("IndianPines 0.05 ip_5pc" "IndianPines 10 ip_10px" "SalinasA 0.05 sa_5pc" "SalinasA 10 sa_10px")
+all_settings=("IndianPines 0.05 ip_5pc" "IndianPines 10 ip_10px" "SalinasA 0.05 sa_5pc" "SalinasA 10 sa_10px")
+settings=()
+for tag in ${SETTINGS:-ip_5pc ip_10px sa_5pc sa_10px}; do
+  found=""
+  for setting in "${all_settings[@]}"; do [ "${setting##* }" = "$tag" ] && found="$setting"; done
+  if [ -z "$found" ]; then
+    echo "error: SETTINGS names '$tag'; give tags among: ip_5pc ip_10px sa_5pc sa_10px" >&2
+    exit 2
+  fi
+  settings+=("$found")
+done
 
 seed_count() {  # seed_count GENERATOR[:N]: N, or 5
   [ "$1" != "${1%%:*}" ] && echo "${1#*:}" || echo 5

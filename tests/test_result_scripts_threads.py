@@ -77,3 +77,39 @@ def test_generator_seeds_of_all_settings_form_one_queue(tmp_path):
     trained = {(call[call.index("--out") + 1].split("/")[-3], call[call.index("--seed") + 1])
                for call in calls[:7]}
     assert trained == {(tag, seed) for tag in SETTINGS for seed in "01"} - {("ip_5pc", "0")}
+
+
+def test_settings_restrict_the_generator_protocol(tmp_path):
+    """SETTINGS="ip_5pc sa_5pc" trains, benches and summarises those two settings only, in that order."""
+    python, log = recorder(tmp_path)
+    out = tmp_path / "out"
+    for tag in ("ip_5pc", "sa_5pc"):
+        (out / tag / "cgan").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT")}
+    env.update({"PYTHON": str(python), "JOBS": "1", "SETTINGS": "ip_5pc sa_5pc"})
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "generator_results.sh"), "data-not-read", str(out),
+                           "cgan:2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    calls = [line.split()[1:] for line in log.read_text().splitlines()]
+    generated = [(call[call.index("--dataset") + 1], call[call.index("--training_sample") + 1],
+                  call[call.index("--seed") + 1]) for call in calls if call[1:2] == ["generate"]]
+    assert generated == [("IndianPines", "0.05", "0"), ("IndianPines", "0.05", "1"),
+                         ("SalinasA", "0.05", "0"), ("SalinasA", "0.05", "1")]
+    benched = [call[call.index("--out") + 1].split("/")[-2:] for call in calls if call[1:2] == ["bench"]]
+    assert benched == [["ip_5pc", "real"], ["cgan", "augmented"], ["sa_5pc", "real"], ["cgan", "augmented"]]
+    summary = calls[-1]
+    assert summary[0] == "benchmarks/realism_summary.py"
+    assert [Path(folder).parent.name for folder in summary[1:3]] == ["ip_5pc", "sa_5pc"]
+    assert summary[3] == "--out"
+
+
+def test_an_unknown_setting_is_refused_in_one_line(tmp_path):
+    python, log = recorder(tmp_path)
+    env = {**os.environ, "PYTHON": str(python), "SETTINGS": "ip_5pc pavia_5pc"}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "generator_results.sh"), "data-not-read",
+                           str(tmp_path / "out"), "cgan"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: SETTINGS names 'pavia_5pc'; give tags among: ip_5pc ip_10px sa_5pc sa_10px"]
+    assert not log.exists() and not (tmp_path / "out").exists()
