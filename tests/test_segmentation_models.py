@@ -342,7 +342,7 @@ class TensorBatches:
 
 #: Optimisation steps (Adam, lr 0.01, one 64x64 image a step) each model gets: the multitask model
 #: shares its gradient with the distance regression and needs more.
-STEPS = {"segnet": 50, "segnet_dt": 80, "fusenet": 50, "vfusenet": 50, "segnet_rc": 60}
+STEPS = {"segnet": 50, "segnet_dt": 100, "fusenet": 50, "vfusenet": 50, "segnet_rc": 60}
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -358,7 +358,11 @@ def test_each_model_fits_a_tiny_scene_through_the_trainer(name):
     data = TrainingData(TensorBatches(inputs, scene["labels"]), None, 3)
     trainer = Trainer(model, get_step(supervision), data, config, Monitor(), torch.device("cpu"))
     state = trainer.fit()
-    model.eval()
+    # scored with batch statistics, as the layers trained: on one 64x64 image the bottleneck holds 2x2
+    # values a channel, where batch norm's running variance (unbiased, x4/3) and its lagging running
+    # means shift eval mode off the fit by a few points, by an amount that hung on the machine's
+    # rounding (segnet_dt: 0.911 here, 0.893 on CI); this test is about fitting through the loop
+    model.train()
     with torch.no_grad():
         output = model(*inputs)
     accuracy = float((logits(output).argmax(1) == scene["labels"]).float().mean())
