@@ -1,7 +1,7 @@
 """Realism of a generator over seeds: mean ± sample std of the realism reports that
 `main.py generate` wrote for each seed (TRTR, TSTR, real + synthetic, their ratio, with a linear SVM
 and an MLP; the two-sample test; the nearest-angle ratio), one table row per scene, budget and
-generator.
+generator, then one row per seed (the seeds' own values, for results gathered seed by seed).
 
     python benchmarks/realism_summary.py outputs/generators/*/cvae outputs/generators/*/cgan \
         --out outputs/generators/realism_summary
@@ -81,17 +81,27 @@ def summarise(folder: Path) -> dict[str, Any]:
     stats = {key: mean_and_std([v[key] for v in per_seed]) for key in per_seed[0]}
     return {"folder": str(folder), "scene": dataset, "generator": model, "split": f"{mode} {budget}",
             "seeds": [int(report["seed"]) for _, report, _ in reports],
-            "torch_threads": [thread_counts(run) for _, _, run in reports], "stats": stats}
+            "torch_threads": [thread_counts(run) for _, _, run in reports], "stats": stats,
+            "per_seed": per_seed}
 
 
-def _cell(stat: dict[str, float], digits: int = 2, signed: bool = False) -> str:
-    return f"{stat['mean']:{'+' if signed else ''}.{digits}f} ± {stat['std']:.{digits}f}"
+COLUMNS = ("linear_svm_trtr", "linear_svm_tstr", "linear_svm_ratio", "linear_svm_gain",
+           "mlp_trtr", "mlp_tstr", "mlp_ratio", "mlp_gain", "two_sample", "angle_ratio")
+VALUE_HEADS = ("SVM TRTR | SVM TSTR | SVM TSTR/TRTR | SVM real+syn gain | MLP TRTR | MLP TSTR | MLP TSTR/TRTR | "
+               "MLP real+syn gain | two-sample (%) | angle ratio |")
+
+
+def _format(key: str, value: float) -> str:
+    return f"{value:{'+' if key.endswith('gain') else ''}.{3 if key.endswith('ratio') else 2}f}"
+
+
+def _cell(key: str, stat: dict[str, float]) -> str:
+    return f"{_format(key, stat['mean'])} ± {stat['std']:.{3 if key.endswith('ratio') else 2}f}"
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
-    head = ("| scene | split | generator | seeds | torch threads | SVM TRTR | SVM TSTR | SVM TSTR/TRTR | "
-            "SVM real+syn gain | MLP TRTR | MLP TSTR | MLP TSTR/TRTR | MLP real+syn gain | two-sample (%) | "
-            "angle ratio |")
+    """The summary table (mean ± std, one row per folder), then each seed's own row."""
+    head = f"| scene | split | generator | seeds | torch threads | {VALUE_HEADS}"
     lines = ["# Realism over seeds", "",
              "Overall accuracy (%) on the real test pixels, mean ± sample std over seeds; TSTR: trained on "
              "synthetic, tested on real; TRTR: trained and tested on real; gain: real + synthetic minus real "
@@ -101,12 +111,15 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
              "environment.jsonl (?: not recorded).", "",
              head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        s = r["stats"]
         lines.append(f"| {r['scene']} | {r['split']} | {r['generator']} | {', '.join(map(str, r['seeds']))} | "
                      f"{_threads_cell(r['torch_threads'])} | "
-                     + " | ".join(_cell(s[k], 3 if k.endswith("ratio") else 2, k.endswith("gain")) for k in (
-                         "linear_svm_trtr", "linear_svm_tstr", "linear_svm_ratio", "linear_svm_gain",
-                         "mlp_trtr", "mlp_tstr", "mlp_ratio", "mlp_gain", "two_sample", "angle_ratio")) + " |")
+                     + " | ".join(_cell(k, r["stats"][k]) for k in COLUMNS) + " |")
+    head = f"| scene | split | generator | seed | torch threads | {VALUE_HEADS}"
+    lines += ["", "## Each seed", "", head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        for seed, threads, values in zip(r["seeds"], r["torch_threads"], r["per_seed"]):
+            lines.append(f"| {r['scene']} | {r['split']} | {r['generator']} | {seed} | {_threads_cell([threads])} | "
+                         + " | ".join(_format(k, values[k]) for k in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -203,8 +203,12 @@ def test_realism_summary_averages_the_seeds_reports(finished, capsys, tmp_path):
     assert row["stats"]["two_sample"]["mean"] == pytest.approx(np.mean(two_sample))
     threads = torch.get_num_threads()  # both seeds ran in this process
     assert row["torch_threads"] == [[threads], [threads]]
-    assert f"| cube | random 0.1 | cvae | 0, 1 | {threads}, {threads} |" in \
-        (tmp_path / "summary" / "realism_summary.md").read_text()
+    table = (tmp_path / "summary" / "realism_summary.md").read_text()
+    assert f"| cube | random 0.1 | cvae | 0, 1 | {threads}, {threads} |" in table
+    for seed, value in enumerate(tstr):  # each seed's own row, after the summary
+        assert f"| cube | random 0.1 | cvae | {seed} | {threads} | " in table.split("## Each seed")[1]
+        assert row["per_seed"][seed]["linear_svm_tstr"] == pytest.approx(value)
+        assert f" | {value:.2f} | " in table.split(f"| cvae | {seed} | {threads} | ")[1].split("\n")[0]
     next((folder / "runs").glob("*/seed1/environment.jsonl")).unlink()  # a run from before the record
     again = subprocess.run([sys.executable, str(script), str(folder), "--out", str(tmp_path / "summary")],
                            capture_output=True, text=True, timeout=120)
