@@ -91,17 +91,25 @@ VALUE_HEADS = ("SVM TRTR | SVM TSTR | SVM TSTR/TRTR | SVM real+syn gain | MLP TR
                "MLP real+syn gain | two-sample (%) | angle ratio |")
 
 
+def _digits(key: str) -> int:
+    return 3 if key.endswith("ratio") else 2
+
+
 def _format(key: str, value: float) -> str:
-    return f"{value:{'+' if key.endswith('gain') else ''}.{3 if key.endswith('ratio') else 2}f}"
+    return f"{value:{'+' if key.endswith('gain') else ''}.{_digits(key)}f}"
 
 
 def _cell(key: str, stat: dict[str, float]) -> str:
-    return f"{_format(key, stat['mean'])} ± {stat['std']:.{3 if key.endswith('ratio') else 2}f}"
+    return f"{_format(key, stat['mean'])} ± {stat['std']:.{_digits(key)}f}"
+
+
+def _table_head(first_columns: str) -> list[str]:
+    head = f"| {first_columns} | {VALUE_HEADS}"
+    return [head, "|" + "---|" * (head.count("|") - 1)]
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The summary table (mean ± std, one row per folder), then each seed's own row."""
-    head = f"| scene | split | generator | seeds | torch threads | {VALUE_HEADS}"
     lines = ["# Realism over seeds", "",
              "Overall accuracy (%) on the real test pixels, mean ± sample std over seeds; TSTR: trained on "
              "synthetic, tested on real; TRTR: trained and tested on real; gain: real + synthetic minus real "
@@ -109,13 +117,12 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
              "angle ratio: median spectral angle of synthetic spectra to their nearest training spectrum over "
              "that of real test spectra (well below 1: copies); torch threads: each seed's, from its "
              "environment.jsonl (?: not recorded).", "",
-             head, "|" + "---|" * (head.count("|") - 1)]
+             *_table_head("scene | split | generator | seeds | torch threads")]
     for r in rows:
         lines.append(f"| {r['scene']} | {r['split']} | {r['generator']} | {', '.join(map(str, r['seeds']))} | "
                      f"{_threads_cell(r['torch_threads'])} | "
                      + " | ".join(_cell(k, r["stats"][k]) for k in COLUMNS) + " |")
-    head = f"| scene | split | generator | seed | torch threads | {VALUE_HEADS}"
-    lines += ["", "## Each seed", "", head, "|" + "---|" * (head.count("|") - 1)]
+    lines += ["", "## Each seed", "", *_table_head("scene | split | generator | seed | torch threads")]
     for r in rows:
         for seed, threads, values in zip(r["seeds"], r["torch_threads"], r["per_seed"]):
             lines.append(f"| {r['scene']} | {r['split']} | {r['generator']} | {seed} | {_threads_cell([threads])} | "
