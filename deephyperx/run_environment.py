@@ -1,7 +1,7 @@
-"""What a run ran on, kept beside its results: library versions, torch's thread counts, the device
-and the number of processes. Numbers from the same command and seed can differ with another
-thread count (torch adds in another order; adversarial training amplifies it, see
-docs/RESULTS.md), so each start and each resume of a run appends one record to its folder's
+"""What a run ran on, kept beside its results: library versions, torch's thread counts, the CPU and
+the instruction set torch's kernels use, the device and the number of processes. Numbers from the
+same command and seed can differ with another thread count or another CPU instruction set (torch
+adds in another order; adversarial training amplifies it, see docs/RESULTS.md), so each start and each resume of a run appends one record to its folder's
 ``environment.jsonl``, and a resume with another thread count says so on stderr."""
 from __future__ import annotations
 
@@ -29,6 +29,17 @@ def device_name(cuda: Optional[int]) -> str:
     return f"cuda:{cuda} ({torch.cuda.get_device_name(cuda)})"
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows, else "unknown"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def describe_environment(cuda: Optional[int] = None) -> dict[str, Any]:
     """This process's software, thread counts and device (from ``--cuda``), as JSON-ready values."""
     import sklearn
@@ -42,6 +53,8 @@ def describe_environment(cuda: Optional[int] = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "device": device_name(cuda),
         "world_size": distributed.world_size(),
@@ -72,9 +85,12 @@ def record_environment(folder: Path, resumed_from_epoch: Optional[int] = None,
 
 
 def warn_on_changes(before: dict[str, Any], now: dict[str, Any]) -> None:
-    """One stderr line per setting that differs between the run's last start and this resume."""
-    for key, what in (("torch_threads", "torch threads"), ("world_size", "processes")):
-        if before.get(key) != now.get(key):
-            print(f"warning: this run went on with {before.get(key)} {what} and resumes with {now.get(key)}; "
-                  f"its numbers will differ from an uninterrupted run's (see {ENVIRONMENT_FILE} in its folder)",
-                  file=sys.stderr)
+    """One stderr line per setting that differs between the run's last start and this resume (a
+    setting the earlier record lacks, written before it was recorded, is not compared)."""
+    settings = (("torch_threads", "{} torch threads"), ("world_size", "{} processes"),
+                ("cpu_capability", "the {} CPU instruction set"))
+    for key, phrase in settings:
+        if key in before and before[key] != now.get(key):
+            print(f"warning: this run went on with {phrase.format(before[key])} and resumes with "
+                  f"{now.get(key)}; its numbers will differ from an uninterrupted run's "
+                  f"(see {ENVIRONMENT_FILE} in its folder)", file=sys.stderr)

@@ -24,6 +24,8 @@ def test_the_description_names_this_process_libraries_and_threads():
     assert described["torch"] == torch.__version__ and described["numpy"] == np.__version__
     assert described["torch_threads"] == torch.get_num_threads()
     assert described["device"] == "cpu" and described["world_size"] == 1
+    assert described["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert described["cpu"] and described["cpu"] != "unknown"  # Linux names its CPU in /proc/cpuinfo
     json.dumps(described)  # every value is JSON-ready
 
 
@@ -58,3 +60,23 @@ def test_a_resume_with_another_thread_count_warns_and_records_both(tmp_path, cap
 
 def test_a_folder_without_a_record_reads_as_none(tmp_path):
     assert read_environment(tmp_path) == []
+
+
+def test_a_resume_on_another_cpu_instruction_set_warns(tmp_path, capsys):
+    record_environment(tmp_path, None, -1)
+    records = read_environment(tmp_path)
+    records[0]["cpu_capability"] = "AVX2" if records[0]["cpu_capability"] != "AVX2" else "AVX512"
+    (tmp_path / ENVIRONMENT_FILE).write_text(json.dumps(records[0]) + "\n")
+    record_environment(tmp_path, 4, -1)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"warning: this run went on with the {records[0]['cpu_capability']} CPU instruction set and "
+                   f"resumes with {torch.backends.cpu.get_cpu_capability()}; its numbers will differ from an "
+                   f"uninterrupted run's (see {ENVIRONMENT_FILE} in its folder)"]
+
+
+def test_a_record_written_before_the_cpu_was_recorded_resumes_without_a_cpu_warning(tmp_path, capsys):
+    record_environment(tmp_path, None, -1)
+    old = {k: v for k, v in read_environment(tmp_path)[0].items() if k not in ("cpu", "cpu_capability")}
+    (tmp_path / ENVIRONMENT_FILE).write_text(json.dumps(old) + "\n")
+    record_environment(tmp_path, 2, -1)
+    assert "warning" not in capsys.readouterr().err
