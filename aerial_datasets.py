@@ -42,8 +42,11 @@ import datasets
 from datasets import MIRROR_ENV, RemoteFile
 from deephyperx.atomic import atomic_path, atomic_write_text
 from deephyperx.errors import DataNotFoundError, UserError
+from deephyperx.readers import open_npy
+from deephyperx.safe_paths import check_name
 from deephyperx.scene import default_palette
 from deephyperx.tiles import (ColourDecoder, Region, Tile, TileSet, ValueDecoder, raster_info)
+from deephyperx.yaml_files import read_yaml_mapping
 
 PathLike = Union[str, Path]
 RGB = tuple[int, int, int]
@@ -316,7 +319,7 @@ def _build_sentinel2(ctx: BuildContext) -> TileSet:
     scenes = ctx.base / "REFERENCE_SCENES.npy"
 
     def frame() -> dict[str, np.ndarray]:
-        return {"image": np.ascontiguousarray(np.load(scenes, mmap_mode="r")[S2_FRAME], dtype=np.float32)}
+        return {"image": np.ascontiguousarray(open_npy(scenes)[S2_FRAME], dtype=np.float32)}
 
     derived = cached_arrays(ctx.cache / "Sentinel2Slovenia", {"frame": S2_FRAME, "inputs": _stamps([scenes])}, frame)
     name = "TestEOPatch"
@@ -827,16 +830,9 @@ _TILESET_FILE_KEYS = {"name", "images", "labels", "eroded_labels", "extras", "cl
 
 def load_tileset_file(path: PathLike) -> TileSet:
     """A custom tile set from a YAML declaration (relative paths are relative to the file)."""
-    import yaml
-
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise UserError(f"{path}: no such tile-set file; check the path")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())}); fix the tile-set file") from exc
-    if not isinstance(spec, dict) or "images" not in spec:
+    spec = read_yaml_mapping(path, "tile-set file", "at least an 'images' list")
+    if "images" not in spec:
         raise UserError(f"{path}: a tile-set file must be a mapping with at least an 'images' list")
     unknown = sorted(set(spec) - _TILESET_FILE_KEYS)
     if unknown:
@@ -855,7 +851,8 @@ def load_tileset_file(path: PathLike) -> TileSet:
         files("images") or [], files("labels"),
         {str(k): [path.parent / Path(str(p)).expanduser() for p in _yaml_list(v, f"extras.{k}", path)]
          for k, v in extras.items()},
-        name=str(spec.get("name") or path.stem), eroded_labels=files("eroded_labels"),
+        name=check_name(spec.get("name") or path.stem, f"{path}: tile-set name", "give the tile set a plain name"),
+        eroded_labels=files("eroded_labels"),
         class_names=_yaml_list(spec["class_names"], "class_names", path) if "class_names" in spec else None,
         label_values=_yaml_ints(spec, "label_values", path), ignored_labels=ignored if ignored is not None else (0,),
         palette=_yaml_list(spec["palette"], "palette", path) if spec.get("palette") is not None else None,

@@ -26,7 +26,9 @@ import numpy as np
 
 from deephyperx.errors import DataNotFoundError, UserError
 from deephyperx.readers import read_raster
+from deephyperx.safe_paths import check_name, file_stem
 from deephyperx.scene import IGNORE, Scene
+from deephyperx.yaml_files import read_yaml_mapping
 
 PathLike = Union[str, Path]
 RGB = tuple[int, int, int]
@@ -529,11 +531,19 @@ def load_custom_scene(
     cube_path, labels_path = Path(cube_path).expanduser(), Path(labels_path).expanduser()
     cube = read_raster(cube_path, cube_key)
     raw = label_map(read_raster(labels_path, labels_key), labels_path)
+    if raw.shape != tuple(cube.shape[:2]):
+        raise UserError(f"labels {labels_path} are {raw.shape[0]}x{raw.shape[1]} but cube {cube_path} is "
+                        f"{cube.shape[0]}x{cube.shape[1]}; give a label raster of the cube's size")
     if label_values is None:
         ints = _integer_labels(np.asarray(raw), str(labels_path))
         values = [int(v) for v in np.unique(ints) if int(v) not in set(ignored_labels)]
     else:
         values = [int(v) for v in label_values]
+    negative = [v for v in values if v < 0]
+    if negative:
+        raise UserError(f"{labels_path}: label values {negative[:5]} are negative; class values are whole numbers "
+                        "of at least 1 (0 = unlabelled): declare them as ignored_labels if they mark unlabelled "
+                        "pixels, or fix the label file")
     if class_names is None:
         class_names = [f"class {v}" for v in values]
     elif len(class_names) != len(values):
@@ -542,9 +552,9 @@ def load_custom_scene(
             f"(values {values}); give one name per class value"
         )
     return build_scene(
-        name or cube_path.stem, cube, raw, str(labels_path), list(class_names), values, tuple(ignored_labels),
+        name or file_stem(cube_path.stem), cube, raw, str(labels_path), list(class_names), values, tuple(ignored_labels),
         rgb_bands=rgb_bands, wavelengths=wavelengths, palette=palette, description=description,
-    )
+    ).identified_by_content()  # named after a file: its experiments are told apart by its content
 
 
 _SCENE_FILE_KEYS = {"name", "cube", "labels", "class_names", "ignored_labels", "label_values",
@@ -562,7 +572,7 @@ def load_scene_file(path: PathLike) -> Scene:
     labels_file, labels_key = _file_entry(spec, "labels", path)
     return load_custom_scene(
         cube_file, labels_file, cube_key=cube_key, labels_key=labels_key,
-        name=str(spec.get("name") or path.stem),
+        name=check_name(spec.get("name") or path.stem, f"{path}: scene name", "give the scene a plain name"),
         ignored_labels=_int_list(spec.get("ignored_labels", [0]), "ignored_labels", path),
         class_names=[str(c) for c in _list(spec["class_names"], "class_names", path)] if "class_names" in spec else None,
         label_values=_int_list(spec["label_values"], "label_values", path) if "label_values" in spec else None,
@@ -575,18 +585,7 @@ def load_scene_file(path: PathLike) -> Scene:
 
 def _read_yaml_mapping(path: Path) -> Mapping[str, Any]:
     """Parse ``path`` as a YAML mapping, with one-line errors for missing or malformed files."""
-    import yaml
-
-    if not path.is_file():
-        raise UserError(f"{path}: no such scene file; check the path")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        detail = " ".join(str(exc).split())
-        raise UserError(f"{path}: not valid YAML ({detail}); fix the scene file") from exc
-    if not isinstance(spec, dict):
-        raise UserError(f"{path}: a scene file must be a mapping with at least 'cube' and 'labels' entries")
-    return spec
+    return read_yaml_mapping(path, "scene file", "at least 'cube' and 'labels' entries")
 
 
 def _file_entry(spec: Mapping[str, Any], entry: str, yaml_path: Path) -> tuple[Path, Optional[str]]:
@@ -632,6 +631,16 @@ def resolve_scene(dataset: str, folder: PathLike) -> Scene:
 # --- Download --------------------------------------------------------------------------------
 
 
+def check_mirror_url(mirror: str) -> None:
+    """Refuse a mirror that is not an ``http://``, ``https://`` or ``file://`` base URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(mirror)
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.netloc):
+        raise UserError(f"--mirror {mirror!r} is not a base URL; give one such as http://host/scenes "
+                        f"(files are read from <mirror>/<scene folder>/<file>), or unset ${MIRROR_ENV}")
+
+
 def download_scene(name: str, folder: PathLike, mirror: Optional[str] = None, progress: bool = True) -> list[Path]:
     """Fetch the files of scene ``name`` into ``<folder>/<decl.folder>/``; return their paths.
 
@@ -645,6 +654,8 @@ def download_scene(name: str, folder: PathLike, mirror: Optional[str] = None, pr
     if decl.embedded is not None:
         return []
     mirror = mirror or os.environ.get(MIRROR_ENV) or None
+    if mirror is not None:
+        check_mirror_url(mirror)
     if not decl.files:
         how = decl.how_to_get.replace("FOLDER", str(folder))
         raise UserError(f"scene {decl.name} cannot be downloaded automatically; {how}")

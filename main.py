@@ -10,6 +10,7 @@ DeepHyperX's flag names keep working. Bad input prints one line and exits with s
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -19,6 +20,7 @@ from typing import Any, Optional, Sequence
 import datasets
 import models  # noqa: F401  (registers the zoo)
 from deephyperx.config import load_yaml_config, resolve_config
+from deephyperx.disk import check_writable_folder
 from deephyperx import distributed
 from deephyperx.errors import UserError
 from deephyperx.metrics import format_percent
@@ -71,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "or val_loss) instead of the last epoch's")
     model.add_argument("--restore", help="checkpoint (model.pt / model.skops) to start from; --epoch 0 only evaluates")
     model.add_argument("--trust_checkpoint", action="store_true", default=None,
-                       help="accept non-scikit-learn types in a .skops file you trust")
+                       help="load a .skops model that names types deephyperx does not write; such a file "
+                            "can run code when loaded: only for a file you trust")
     add_split_arguments(parser)
     run = parser.add_argument_group("run")
     run.add_argument("--runs", type=int, help="number of runs, seeds seed..seed+runs-1")
@@ -103,6 +106,8 @@ def cli_settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.pca is not None:
         settings["reduction"] = {"name": "pca", "components": args.pca, **({"whiten": True} if args.pca_whiten else {})}
     sample = settings["training_sample"]
+    if sample is not None and not math.isfinite(sample):
+        raise UserError(f"--training_sample {sample}: give a fraction in (0, 1) or a number of pixels per class")
     if sample is not None and sample > 1:
         if sample != int(sample):
             raise UserError(f"--training_sample {sample}: above 1 it counts pixels per class and must be whole")
@@ -225,9 +230,11 @@ def run_bench_command(argv: Sequence[str]) -> int:
     shared = {k: getattr(args, k) for k in ("training_sample", "sampling_mode", "runs", "seed", "epoch",
                                             "val_fraction", "keep_best", "guard", "block_size", "cuda",
                                             "n_jobs")}
-    if shared["training_sample"] is not None and shared["training_sample"] > 1:
-        shared["training_sample"] = int(shared["training_sample"])
+    sample = shared["training_sample"]
+    if sample is not None and math.isfinite(sample) and sample > 1:
+        shared["training_sample"] = int(sample)
     shared.update(folder=folder, out=args.out)
+    check_writable_folder(args.out)
     runs_for = parse_runs_for(args.runs_for, args.models)
     for spec in specs:  # check every configuration before the first run
         resolve_config(spec, file_config, shared, {"runs": runs_for.get(spec.name)})
@@ -267,7 +274,10 @@ def run(argv: Sequence[str]) -> int:
     if argv and argv[0] == "bench":
         return run_bench_command(argv[1:])
     if argv and argv[0] == "list":
-        print_listing(markdown="--markdown" in argv[1:])
+        listing = OneLineParser(prog="main.py list", description="The models, scenes and tile sets.",
+                                help_hint="python main.py list --help")
+        listing.add_argument("--markdown", action="store_true", help="the model table for docs, in Markdown")
+        print_listing(markdown=listing.parse_args(argv[1:]).markdown)
         return 0
     if argv and argv[0] in SINGLE_PROCESS_COMMANDS and distributed.launched():
         raise UserError(f"main.py {argv[0]} runs in one process; launch it without torchrun "
@@ -279,6 +289,7 @@ def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.download:
         folder = args.folder or DEFAULT_FOLDER
+        check_writable_folder(folder, "--folder")
         for name in args.download:
             datasets.download_scene(name, folder, mirror=args.mirror)
         return 0
@@ -287,6 +298,7 @@ def run(argv: Sequence[str]) -> int:
     settings = cli_settings(args)
     settings["folder"] = args.folder or file_config.get("folder") or DEFAULT_FOLDER
     config = resolve_config(spec, {k: v for k, v in file_config.items() if k != "model"}, settings)
+    check_writable_folder(config["out"])
     scene, notice = load_scene(args, file_config)
     config["dataset"] = scene.name
     if config["patch_size"] > min(scene.shape):

@@ -73,6 +73,7 @@ def bench_row(result: dict[str, Any]) -> dict[str, Any]:
         "devices": devices_of(runs),
         "diverged": result.get("diverged", []),
         "folder": result["folder"],
+        "run_overall_accuracy": [r.get("overall_accuracy") for r in runs],
     }
 
 
@@ -196,10 +197,9 @@ def save_bench_figure(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def _run_values(row: dict[str, Any]) -> list[float]:
-    from deephyperx.reports import load_json
-
-    results = load_json(Path(row["folder"]) / "results.json")
-    return [run["overall_accuracy"] for run in results["runs"]]
+    """The overall accuracy of each run of the row (its own seeds: the experiment folder's results.json
+    may hold more, finished by other commands)."""
+    return [value for value in row.get("run_overall_accuracy", []) if value is not None]
 
 
 def write_tables(rows: list[dict[str, Any]], out: Path) -> None:

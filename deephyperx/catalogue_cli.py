@@ -21,7 +21,6 @@ Bad input prints one line and exits with status 2, leaving nothing written.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shlex
 import sys
@@ -34,6 +33,7 @@ import torch
 
 from deephyperx.command_line import OneLineParser
 from deephyperx.errors import UserError
+from deephyperx.hashing import file_sha256
 from deephyperx.monitor import Monitor
 
 #: Settings of ``main.py catalogue`` that belong to no model (the model's own come from the registry).
@@ -114,6 +114,9 @@ def resolve_catalogue_config(spec: Any, *layers: dict[str, Any]) -> dict[str, An
 
 def validate_catalogue_config(config: dict[str, Any]) -> None:
     """Refuse values that cannot work, with one line naming the value and what to do."""
+    from deephyperx.config import check_shared_settings
+
+    check_shared_settings(config)
     for key, least in (("epoch", 0), ("batch_size", 1), ("patch_size", 1)):
         value = config[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
@@ -144,14 +147,6 @@ def experiment_id(config: dict[str, Any]) -> str:
     from deephyperx.config import experiment_id as config_id
 
     return config_id({k: v for k, v in config.items() if k not in NOT_IN_IDENTITY})
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ----- one run ------------------------------------------------------------------------------------------
@@ -401,13 +396,20 @@ def command(argv: Sequence[str]) -> int:
     catalogue = load_catalogue(path)  # a bad catalogue fails before the model zoo is even imported
     import models  # noqa: F401  (registers the zoo)
     from deephyperx.registry import chosen_model
+    from deephyperx.disk import check_writable_folder
+    from deephyperx.safe_paths import experiment_path
 
     spec = chosen_model(args.model or file_config.get("model"), ("neural",), "main.py catalogue")
     config = resolve_catalogue_config(spec, {k: v for k, v in file_config.items() if k != "model"}, cli_settings(args))
     config.update(dataset=catalogue.name, catalogue_sha256=file_sha256(path))
-    final_dir = Path(config["out"]) / f"{catalogue.name}_{spec.name}_{experiment_id(config)}" / f"seed{config['seed']}"
+    check_writable_folder(config["out"])
+    final_dir = experiment_path(config["out"], [(catalogue.name, "catalogue name"), (spec.name, "model name")],
+                                experiment_id(config)) / f"seed{config['seed']}"
     shown = "python main.py catalogue " + " ".join(shlex.quote(a) for a in argv)
-    metrics = CatalogueRun(catalogue, config, final_dir, shown).execute()
+    from deephyperx.experiment_lock import claim_seeds
+
+    with claim_seeds(final_dir.parent, [config["seed"]], shown):  # another process on this seed: one line, stop
+        metrics = CatalogueRun(catalogue, config, final_dir, shown).execute()
     print(f"{spec.name} on catalogue {catalogue.name} ({len(catalogue.scenes)} scenes): "
           f"OA {format_percent(metrics['overall_accuracy'])}  AA {format_percent(metrics['average_accuracy'])}  "
           f"kappa {format_percent(metrics['kappa'])}  ({metrics['n_test']:,} test pixels)")

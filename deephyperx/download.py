@@ -16,6 +16,7 @@ from typing import IO, Optional, Union
 
 from deephyperx.atomic import atomic_write
 from deephyperx.errors import UserError
+from deephyperx.hashing import file_sha256
 
 PathLike = Union[str, Path]
 
@@ -23,13 +24,8 @@ CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60.0
 
 
-def sha256_of(path: PathLike) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+#: Hex SHA-256 of a file, read in chunks (the engine's one checksum helper).
+sha256_of = file_sha256
 
 
 def is_present(dest: PathLike, sha256: Optional[str]) -> bool:

@@ -22,6 +22,7 @@ import torch
 from deephyperx import checkpoint as ckpt
 from deephyperx.atomic import replace_directory
 from deephyperx.errors import UserError
+from deephyperx.experiment_lock import claim_seeds
 from deephyperx.file_monitor import FileMonitor
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors
 from deephyperx.preprocessing import Normaliser, fit_normaliser
@@ -29,7 +30,7 @@ from deephyperx.registry import ModelSpec, create_model, get_spec, list_models, 
 from deephyperx.reports import save_json
 from deephyperx.run_environment import read_environment
 from deephyperx.runner import (Split, discard_unresumable_partial, make_split, resolve_device, resume_partial_folder,
-                              run_folder_names)
+                              run_folder_names, with_input_checksums)
 from deephyperx.sampling import Batch
 from deephyperx.scene import Scene
 from deephyperx.seeding import seed_everything, torch_generator
@@ -350,9 +351,13 @@ def generate(scene: Scene, config: dict[str, Any], request: GenerationRequest,
              extra_monitors: Optional[list[Monitor]] = None, stop_after_epoch: Optional[int] = None
              ) -> Optional[dict[str, Any]]:
     """Train (or restore) ``config['model']`` on ``scene`` and generate per ``request``; the run
-    folder is :func:`run_folder`. Returns the run's summary (None when stopped early)."""
-    run = GenerationRun(scene, config, request, run_folder(config, scene), extra_monitors)
-    summary = run.execute(stop_after_epoch)
+    folder is :func:`run_folder`, its seed claimed for the time of the run (another process running it
+    stops this one with one line naming it). Returns the run's summary (None when stopped early)."""
+    config = with_input_checksums(config, scene)  # a custom scene's content joins the identity
+    final_dir = run_folder(config, scene)
+    run = GenerationRun(scene, config, request, final_dir, extra_monitors)
+    with claim_seeds(final_dir.parent, [run.seed], flags="--seed or --runs_dir"):
+        summary = run.execute(stop_after_epoch)
     if summary is not None:
         print(f"{summary['n_spectra']} spectra of {len(summary['classes'])} classes written to "
               f"{summary['spectra_file']}; run folder {summary['run_folder']}", file=sys.stderr)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from deephyperx.config import load_yaml_config, resolve_config
+from deephyperx.disk import check_writable_folder
 from deephyperx.errors import UserError
 from deephyperx.generation import GenerationRequest, generate
 from deephyperx.command_line import OneLineParser, add_monitoring_arguments, add_split_arguments, monitor_factory
@@ -106,6 +107,9 @@ def command(argv: Sequence[str]) -> int:
                 "normalization": "minmax"}
     layers = {k: v for k, v in file_config.items() if k != "model"}
     config = resolve_config(spec, layers, settings)
+    check_writable_folder(config["out"], "--runs_dir")
+    if args.out:
+        check_writable_folder(Path(args.out).parent, "--out")
     scene = load_scene(args, file_config, folder)
     config["dataset"] = scene.name
     request = GenerationRequest(samples_per_class=args.samples_per_class, class_names=args.classes,

@@ -32,7 +32,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from deephyperx.errors import UserError
-from deephyperx.readers import _choose_key, _h5_dataset_names, _MATLAB_NUMERIC
+from deephyperx.readers import _choose_key, _h5_dataset_names, _MATLAB_NUMERIC, open_npy
 from deephyperx.tiles import Raster, Window, _info_from_axes
 
 PathLike = Union[str, Path]
@@ -393,10 +393,7 @@ def _cube_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
 
 
 def _open_npy(path: Path, key: Optional[str]) -> LazyCube:
-    with open(path, "rb") as handle:
-        if handle.read(6) != b"\x93NUMPY":
-            raise UserError(f"{path}: no NumPy .npy header; give a file written by numpy.save")
-    data = np.load(path, mmap_mode="r", allow_pickle=False)  # maps the file, reads only the header
+    data = open_npy(path)  # maps the file, reads only the header
     if data.flags.f_contiguous and not data.flags.c_contiguous:
         raise UserError(f"{path}: a Fortran-ordered .npy cannot be read by window efficiently; "
                         "save it with numpy.save(path, numpy.ascontiguousarray(cube))")

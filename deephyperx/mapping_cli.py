@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from deephyperx.command_line import OneLineParser
+from deephyperx.disk import check_writable_folder
 from deephyperx.errors import UserError
 
 #: Modules Dask workers import before building a model (the zoo registers the models).
@@ -53,6 +55,7 @@ def command(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``main.py map`` with ``argv``; a :class:`UserError` is raised for bad input (main.py prints it
     and exits with status 2)."""
     args = build_parser().parse_args(argv)
+    check_writable_folder(Path(args.out).parent, "--out")
     import models  # noqa: F401  (registers the zoo)
 
     common = dict(key=args.key, memory_budget=args.memory_budget, probabilities=args.probabilities,

@@ -149,12 +149,25 @@ def _h5_array(path: Path, name: str) -> np.ndarray:
 # --- NumPy, ENVI, GeoTIFF ------------------------------------------------------------------
 
 
-def _read_npy(path: Path, key: Optional[str]) -> np.ndarray:
-    """A .npy file, memory-mapped (never unpickles objects)."""
+def open_npy(path: PathLike) -> np.ndarray:
+    """A .npy file memory-mapped read-only. Its objects are never unpickled: a file of Python objects
+    (which could run code when loaded) is refused with one line, as is a file without a .npy header."""
+    path = Path(path)
     with open(path, "rb") as handle:
         if handle.read(6) != b"\x93NUMPY":
-            raise ValueError("no NumPy .npy header")
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+            raise UserError(f"{path}: no NumPy .npy header; give a file written by numpy.save")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:
+        if "allow_pickle" in str(error) or "object" in str(error).lower():
+            raise UserError(f"{path} holds Python objects, which are never loaded (they could run code); "
+                            "give a numeric array saved with numpy.save") from None
+        raise
+
+
+def _read_npy(path: Path, key: Optional[str]) -> np.ndarray:
+    """A .npy file, memory-mapped (never unpickles objects)."""
+    return open_npy(path)
 
 
 def _read_envi(path: Path, key: Optional[str]) -> np.ndarray:

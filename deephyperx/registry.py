@@ -130,7 +130,12 @@ def create_model(name: str, **kwargs: Any) -> Any:
     params = inspect.signature(spec.factory).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     accepted = {k: v for k, v in kwargs.items() if v is not None and (takes_any or k in params)}
-    return spec.factory(**accepted)
+    try:
+        return spec.factory(**accepted)
+    except (TypeError, ValueError) as error:  # an option value the architecture cannot take
+        detail = " ".join(str(error).split())[:160] or type(error).__name__
+        raise UserError(f"model {name} cannot be built with these options ({detail}); check its model_args "
+                        f"(python main.py list --markdown shows each model's defaults)") from None
 
 
 def require_family(spec: ModelSpec, families: tuple[str, ...], command: str) -> None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -27,7 +28,9 @@ from deephyperx import distributed
 from deephyperx.atomic import atomic_path, atomic_write_text, replace_directory
 from deephyperx.config import experiment_id, model_band_count, to_yaml
 from deephyperx.errors import TrainingDiverged, UserError, divergence_hint
+from deephyperx.experiment_lock import claim_seeds, experiment_lock, remove_empty_folders, remove_unheld_files
 from deephyperx.file_monitor import FileMonitor
+from deephyperx.hashing import file_sha256
 from deephyperx.inference import predict_centre, predict_dense, predict_pixels_sklearn
 from deephyperx.metrics import aggregate_runs, confusion_matrix, metrics_from_confusion
 from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors, trim_records
@@ -36,6 +39,7 @@ from deephyperx.registry import ModelSpec, create_model, get_spec
 from deephyperx.reports import (aggregate_markdown, load_json, run_summary_markdown, save_confusion_png, save_json,
                                 rgb_composite, save_label_map_png, save_map_comparison_png)
 from deephyperx.run_environment import record_environment
+from deephyperx.safe_paths import experiment_path
 from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
 from deephyperx.scene import IGNORE, Scene, class_spectra
 from deephyperx.seeding import seed_everything
@@ -123,7 +127,25 @@ def make_split(scene: Scene, config: dict[str, Any], seed: int) -> Split:
 def run_folder_names(config: dict[str, Any], scene: Scene) -> Path:
     """``<out>/<scene>_<model>_<mode><sample>_<hash>``: one folder per distinct experiment."""
     mode = "file" if config.get("train_set") else config["sampling_mode"]
-    return Path(config["out"]) / f"{scene.name}_{config['model']}_{mode}{config['training_sample']}_{experiment_id(config)}"
+    return experiment_path(config["out"], [(scene.name, "scene name"), (config["model"], "model name"),
+                                           (f"{mode}{config['training_sample']}", "split")],
+                           experiment_id(with_input_checksums(config, scene)))
+
+
+def with_input_checksums(config: dict[str, Any], scene: Scene) -> dict[str, Any]:
+    """``config`` with the checksums of inputs that their names do not pin down, which join the
+    experiment's identity (its folder), so that different data never share a folder: a custom scene's
+    content (``scene_sha256``, see :meth:`~deephyperx.scene.Scene.content_sha256`: the same data under
+    any file name, format or folder gives the same value) and the label rasters of
+    ``--train_set/--test_set`` (``train_set_sha256``, ``test_set_sha256``; their paths stay in the
+    identity too). Catalogue and embedded scenes are identified by their names, as before: a download
+    checks its files' checksums, and hashing a large scene at every start would cost time and rename
+    every existing experiment folder. Values found in ``config`` (a YAML file) are replaced."""
+    sums: dict[str, Any] = {"scene_sha256": scene.content_sha256() if scene.by_content else None}
+    for key in ("train_set", "test_set"):
+        path = config.get(key)
+        sums[f"{key}_sha256"] = file_sha256(path) if path and Path(path).is_file() else None
+    return {**config, **sums}
 
 
 def neural_inputs(scene: Scene, spec_inputs: list[str]) -> list[np.ndarray]:
@@ -156,7 +178,9 @@ def resume_partial_folder(partial: Path, config: dict[str, Any], seed: int, resu
     with the metrics log trimmed back to it; None, and no log, when there is none (or the run is
     not ``resumable``)."""
     open_partial_folder(partial, config, seed)
-    checkpoint = partial / "checkpoint.pt"
+    checkpoint, finished = partial / "checkpoint.pt", partial / "model.pt"
+    if resumable and not checkpoint.is_file() and finished.is_file():  # training ended, the reports did not
+        os.replace(finished, checkpoint)
     state = ckpt.load_checkpoint(checkpoint) if resumable and checkpoint.is_file() else None
     continue_records(partial, state, config)
     return state
@@ -175,12 +199,21 @@ def continue_records(partial: Path, state: Optional[dict], config: dict[str, Any
 
 def discard_unresumable_partial(partial: Path) -> None:
     """After a run failed on bad input: remove ``partial`` unless it holds a checkpoint to resume
-    from, and its experiment folder too if that leaves it empty (a failed run leaves no trace)."""
-    if (partial / "checkpoint.pt").is_file():
+    from (a checkpoint, or the model of a finished training whose reports could not be written), and its
+    experiment folder too when nothing but lock and owner files nobody holds is left in it (a failed run
+    leaves no trace)."""
+    if (partial / "checkpoint.pt").is_file() or (partial / "model.pt").is_file():
         return
     shutil.rmtree(partial, ignore_errors=True)
-    with contextlib.suppress(OSError):  # not empty: other seeds live there
-        partial.parent.rmdir()
+    folder = partial.parent
+    if not folder.is_dir():
+        return
+    # Under the folder's lock, as claims are taken: a process starting the same experiment now either
+    # claimed first (its lock file keeps the folder) or finds the folder gone and makes it anew. While
+    # this process claims seeds of the folder, its own held locks keep it; the claim's end removes it.
+    with experiment_lock(folder):
+        if remove_unheld_files(folder):
+            remove_empty_folders([folder])
 
 
 class SingleRun:
@@ -245,6 +278,8 @@ class SingleRun:
         monitor.label_map("prediction", prediction, self.scene.palette, self.scene.class_names)
         self._write_reports(metrics, cm, prediction, split)
         monitor.run_ended(metrics)
+        if self.spec.family != "sklearn":  # the last checkpoint becomes the model only once all is written,
+            os.replace(self.partial / "checkpoint.pt", self.partial / "model.pt")  # so a failure resumes from it
         replace_directory(self.partial, self.final_dir)
         return distributed.broadcast_object(metrics)
 
@@ -268,9 +303,9 @@ class SingleRun:
         path = self.config.get("restore")
         if not path:
             return None
-        if self.spec.family == "sklearn":
-            estimator, meta = ckpt.load_sklearn(path, trusted=self.config.get("trust_checkpoint", False))
-            self._check_meta(meta, path)
+        if self.spec.family == "sklearn":  # the description is checked before the estimator file is read
+            estimator, meta = ckpt.load_sklearn(path, trusted=self.config.get("trust_checkpoint", False),
+                                                check=lambda meta: self._check_meta(meta, path))
             return {"estimator": estimator, **meta}
         data = ckpt.load_checkpoint(path)
         self._check_meta(data, path)
@@ -385,8 +420,8 @@ class SingleRun:
         else:
             prediction = predict_centre(trainer.model, sampler, batch, device)
         inference_seconds = time.perf_counter() - started
-        last, final = self.partial / "checkpoint.pt", self.partial / "model.pt"
-        os.replace(last, final) if last.is_file() else ckpt.save_checkpoint(final, trainer.state_dict())
+        if not (self.partial / "checkpoint.pt").is_file():  # nothing trained (restored, --epoch 0)
+            ckpt.save_checkpoint(self.partial / "checkpoint.pt", trainer.state_dict())
         info = {"train_seconds": state.train_seconds, "inference_seconds": inference_seconds,
                 "epochs": state.epoch, "parameters": sum(p.numel() for p in model.parameters()),
                 "final_train_loss": state.history[-1]["train_loss"] if state.history else None,
@@ -453,61 +488,155 @@ def run_experiment(scene: Scene, config: dict[str, Any], command: Optional[str] 
     instead of run again; an interrupted seed resumes from its checkpoint either way. With
     ``finished_only`` nothing is trained: the finished seeds alone are aggregated (None if none is).
 
+    The seeds to train are claimed before any work (:func:`~deephyperx.experiment_lock.claim_seeds`):
+    a seed another process is running stops the command with one line naming it. ``results.json`` and
+    ``results.md`` aggregate every seed finished in the folder, whichever command ran it (written
+    under the folder's lock, so that commands running other seeds at once never drop each other's);
+    the returned aggregate, which main.py prints and bench tabulates, covers this command's seeds.
+
     A seed whose training diverges (nan or infinite loss) is recorded in ``seed<N>.diverged.json``
     (read back, not retrained, under ``reuse_finished``) and left out of the aggregate, which lists
     it under ``diverged``; when every seed diverged, :class:`EverySeedDiverged` is raised.
     """
     reuse_finished = reuse_finished or finished_only
     join_process_group(config)
-    # a --synthetic file's checksum joins the experiment's identity (its folder name)
-    config = resolve_synthetic_settings(config, get_spec(config["model"]).family)
+    # the checksums of a --synthetic file, of a custom scene and of split files join the experiment's identity
+    config = with_input_checksums(resolve_synthetic_settings(config, get_spec(config["model"]).family), scene)
     folder = run_folder_names(config, scene)
     main = distributed.is_main()
+    seeds = [int(config["seed"]) + i for i in range(config["runs"])]
+    to_train = [] if finished_only else [s for s in seeds if not (reuse_finished and main and settled(folder, s))]
     runs: list[dict[str, Any]] = []
     diverged: list[dict[str, Any]] = []
-    for i in range(config["runs"]):
-        seed = int(config["seed"]) + i
-        done, marker = folder / f"seed{seed}" / "metrics.json", diverged_marker(folder, seed)
-        if reuse_finished:  # rank 0 reads the finished run (or its divergence) and tells the others
-            finished = distributed.broadcast_object(load_json(done) if main and done.is_file() else None)
-            if finished is not None:
-                runs.append(finished)
+    with claimed_seeds(folder, to_train, command):
+        for seed in seeds:
+            done, marker = folder / f"seed{seed}" / "metrics.json", diverged_marker(folder, seed)
+            if reuse_finished:  # rank 0 reads the finished run (or its divergence) and tells the others
+                finished = distributed.broadcast_object(load_json(done) if main and done.is_file() else None)
+                if finished is not None:
+                    runs.append(finished)
+                    continue
+                known = distributed.broadcast_object(load_json(marker) if main and marker.is_file() else None)
+                if known is not None:
+                    diverged.append(known)
+                    continue
+            if finished_only:
                 continue
-            known = distributed.broadcast_object(load_json(marker) if main and marker.is_file() else None)
-            if known is not None:
-                diverged.append(known)
-                continue
-        if finished_only:
-            continue
-        monitors = extra_monitors(seed) if extra_monitors and main else None
-        try:
-            runs.append(SingleRun(scene, config, seed, folder / f"seed{seed}", monitors).execute())
-        except TrainingDiverged as error:
-            record = {"seed": seed, **error.as_record()}
-            if main:
-                save_json(marker, record)
-            if main and config["runs"] > 1:  # one seed's failure among several: say it, go on
-                print(f"{error} (seed {seed}; recorded in {marker}: delete it to train this seed again)",
-                      file=sys.stderr)
-            diverged.append(record)
+            monitors = extra_monitors(seed) if extra_monitors and main else None
+            try:
+                runs.append(SingleRun(scene, config, seed, folder / f"seed{seed}", monitors).execute())
+            except TrainingDiverged as error:
+                record = {"seed": seed, **error.as_record()}
+                if main:
+                    save_json(marker, record)
+                if main and config["runs"] > 1:  # one seed's failure among several: say it, go on
+                    print(f"{error} (seed {seed}; recorded in {marker}: delete it to train this seed again)",
+                          file=sys.stderr)
+                diverged.append(record)
+            else:
+                if main:  # finished now: an older divergence of this seed no longer holds
+                    marker.unlink(missing_ok=True)
+        if main:
+            write_experiment_results(folder, scene.name, scene.class_names, config, command)
     if not runs:
         if diverged:
             raise EverySeedDiverged(config["model"], scene.name, diverged)
         return None
+    return experiment_aggregate(runs, diverged, scene.name, config, command, folder)
+
+
+def settled(folder: Path, seed: int) -> bool:
+    """Whether a seed of the experiment in ``folder`` finished or is recorded as diverged."""
+    return (folder / f"seed{seed}" / "metrics.json").is_file() or diverged_marker(folder, seed).is_file()
+
+
+@contextlib.contextmanager
+def claimed_seeds(folder: Path, seeds: list[int], command: Optional[str],
+                  flags: str = "--seed or --out") -> Iterator[None]:
+    """Claim ``seeds`` of ``folder`` for the time of the block (see
+    :func:`~deephyperx.experiment_lock.claim_seeds`; nothing when ``seeds`` is empty). Under torchrun
+    rank 0 alone touches folders, so it alone claims, and every rank learns whether it could."""
+    if not distributed.active():
+        with claim_seeds(folder, seeds, command, flags) if seeds else contextlib.nullcontext():
+            yield
+        return
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        if distributed.is_main() and seeds:
+            try:
+                stack.enter_context(claim_seeds(folder, seeds, command, flags))
+            except UserError as error:
+                refusal = str(error)
+        refusal = distributed.broadcast_object(refusal)
+        if refusal is not None:
+            raise UserError(refusal)
+        yield
+
+
+SEED_FOLDER = re.compile(r"seed(\d+)")
+DIVERGED_FILE = re.compile(r"seed(\d+)\.diverged\.json")
+
+
+def settled_seeds(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The metrics of every seed finished in an experiment folder (``seed<N>/metrics.json``) and the
+    records of every seed diverged (``seed<N>.diverged.json``) and not finished since, in seed order."""
+    finished: dict[int, dict[str, Any]] = {}
+    for path in folder.glob("seed*/metrics.json"):
+        match = SEED_FOLDER.fullmatch(path.parent.name)
+        if match is not None:
+            finished[int(match.group(1))] = load_json(path)
+    diverged: dict[int, dict[str, Any]] = {}
+    for path in folder.glob("seed*.diverged.json"):
+        match = DIVERGED_FILE.fullmatch(path.name)
+        if match is not None and int(match.group(1)) not in finished:
+            diverged[int(match.group(1))] = load_json(path)
+    return [finished[s] for s in sorted(finished)], [diverged[s] for s in sorted(diverged)]
+
+
+def experiment_aggregate(runs: list[dict[str, Any]], diverged: list[dict[str, Any]], scene: str,
+                         config: dict[str, Any], command: Optional[str], folder: Path) -> dict[str, Any]:
+    """Mean ± std over ``runs`` and the facts of each, with the ``diverged`` seeds listed apart."""
     aggregate = aggregate_runs(runs)
-    aggregate.update({"scene": scene.name, "model": config["model"], "folder": str(folder),
+    aggregate.update({"scene": scene, "model": config["model"], "folder": str(folder),
                       "command": command, "config": config,
                       "runs": [{k: run.get(k) for k in RUN_FACTS} for run in runs]})
     if diverged:
         aggregate["diverged"] = diverged
-    if main:
+    return aggregate
+
+
+def recorded_commands(results: Path, command: Optional[str]) -> list[str]:
+    """The commands an experiment's ``results.json`` names (each once, oldest first), then ``command``."""
+    try:
+        previous = load_json(results) if results.is_file() else {}
+    except (OSError, ValueError, UserError):
+        previous = {}
+    known = previous.get("commands") if isinstance(previous, dict) else None
+    if not isinstance(known, list):
+        known = [previous.get("command")] if isinstance(previous, dict) else []
+    return [c for c in dict.fromkeys([*known, command]) if isinstance(c, str) and c]
+
+
+def write_experiment_results(folder: Path, scene: str, class_names: list[str], config: dict[str, Any],
+                             command: Optional[str]) -> None:
+    """Under the folder's lock, write ``results.json`` and ``results.md`` from every seed finished in the
+    folder, by this command or by another (nothing when none has finished)."""
+    if not folder.is_dir():
+        return
+    with experiment_lock(folder):
+        runs, diverged = settled_seeds(folder)
+        if not runs:
+            return
+        aggregate = experiment_aggregate(runs, diverged, scene, config, command, folder)
+        aggregate["commands"] = recorded_commands(folder / "results.json", command)
         save_json(folder / "results.json", aggregate)
-        text = aggregate_markdown(f"{config['model']} on {scene.name}", aggregate, scene.class_names,
-                                  [command] if command else None)
+        text = aggregate_markdown(f"{config['model']} on {scene}", aggregate, class_names,
+                                  aggregate["commands"] or None)
+        text += (f"\nThese are the seeds finished in {folder.name}/, whichever command ran them (the commands "
+                 "above ran this experiment); a command's printed line covers only the seeds it ran.\n")
         if diverged:
             text += f"\nLeft out of the means: training diverged in {describe_divergences(diverged)}.\n"
         atomic_write_text(folder / "results.md", text)
-    return aggregate
 
 
 #: Per-run facts kept in an experiment's results.json beside the aggregate.

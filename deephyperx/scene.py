@@ -20,6 +20,9 @@ class Scene:
     0..K-1 and :data:`IGNORE` for unlabelled pixels. ``label_values`` keeps, for each
     class id, the value it had in the label file (SalinasA's 1, 10..14 become 0..5).
     ``extras`` holds co-registered rasters (H, W, C) such as a DSM, for multi-input models.
+    ``by_content``: the scene is identified by what it holds, not by its name alone (a custom scene
+    read from files the user names, whose name is only the file's stem): its experiments' identity
+    includes :meth:`content_sha256`.
     """
 
     name: str
@@ -32,6 +35,7 @@ class Scene:
     palette: Optional[list[tuple[int, int, int]]] = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     description: str = ""
+    by_content: bool = False
 
     def __post_init__(self) -> None:
         if self.label_values is None:
@@ -50,6 +54,25 @@ class Scene:
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    def identified_by_content(self) -> "Scene":
+        """Mark the scene as identified by its content (``by_content``, a custom scene); returns it."""
+        self.by_content = True
+        return self
+
+    def content_sha256(self) -> str:
+        """SHA-256 of what changes a run's numbers: the cube's and extras' values, the class ids of the
+        labels, the classes' names and label values (read once, a band of rows at a time; then kept)."""
+        cached = self.__dict__.get("_content_sha256")
+        if cached is None:
+            from deephyperx.hashing import content_sha256
+
+            parts: list = ["cube", self.cube, "labels", self.labels, "classes", repr(list(self.class_names)),
+                           "values", repr(list(self.label_values or []))]
+            for key in sorted(self.extras):
+                parts += [f"extra {key}", self.extras[key]]
+            cached = self.__dict__["_content_sha256"] = content_sha256(parts)
+        return cached
 
     def class_counts(self) -> np.ndarray:
         """Number of labelled pixels of each class."""

@@ -43,8 +43,10 @@ import numpy as np
 import yaml
 
 from deephyperx.errors import UserError
+from deephyperx.safe_paths import check_name
 from deephyperx.scene import IGNORE, default_palette
 from deephyperx.tiles import PIL_SUFFIXES, ValueDecoder
+from deephyperx.yaml_files import read_yaml_mapping
 
 #: Pixel roles, as stored in int8 role maps (NONE: unlabelled or outside every set).
 NONE, TRAIN, VAL, TEST = 0, 1, 2, 3
@@ -215,15 +217,8 @@ def pixel_uniform(seed: int, scene: int, flat: np.ndarray) -> np.ndarray:
 def load_catalogue(path: str | Path) -> Catalogue:
     """Read and check a catalogue YAML file (headers only: no pixel is read)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"catalogue {path} does not exist; give a YAML file listing the scenes")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise UserError(f"catalogue {path} is not valid YAML ({str(error).splitlines()[0]})") from None
+    data = read_yaml_mapping(path, "catalogue", "name, class_names, scenes, ...")
     where = f"catalogue {path}"
-    if not isinstance(data, dict):
-        raise UserError(f"{where} must hold a mapping (name, class_names, scenes, ...), not {type(data).__name__}")
     _known_keys(data, CATALOGUE_KEYS, where)
     folder = path.parent / str(data.get("folder", "."))
     class_names = _class_names(data.get("class_names"), where)
@@ -247,7 +242,8 @@ def load_catalogue(path: str | Path) -> Catalogue:
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise UserError(f"{where}: split.seed {seed!r} must be a whole number")
     scenes = _scenes(data.get("scenes"), folder, data, split, test_fraction, where)
-    catalogue = Catalogue(str(data.get("name") or path.stem), path, class_names, values, ignored, scenes,
+    name = check_name(data.get("name") or path.stem, f"{where}: name", "give the catalogue a plain name")
+    catalogue = Catalogue(name, path, class_names, values, ignored, scenes,
                           test_fraction, val_fraction, seed, _palette(data.get("palette"), len(class_names), where))
     _check_roles(catalogue, where)
     return catalogue

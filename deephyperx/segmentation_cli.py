@@ -96,7 +96,7 @@ CUSTOM_KEYS = ("images", "labels", "eroded_labels", "extra", "class_names", "lab
 
 def parse_model_args(items: Optional[Sequence[str]]) -> Optional[dict[str, Any]]:
     """``["width=0.25", "vgg_weights=vgg.pth"]`` -> ``{"width": 0.25, "vgg_weights": "vgg.pth"}``
-    (values read as YAML scalars)."""
+    (values read as plain YAML data: a ``!!python/...`` tag is refused, never run)."""
     if not items:
         return None
     options = {}
@@ -106,6 +106,9 @@ def parse_model_args(items: Optional[Sequence[str]]) -> Optional[dict[str, Any]]
             raise UserError(f"--model_args {item!r}: write KEY=VALUE, e.g. width=0.25")
         try:
             options[key] = yaml.safe_load(value) if value else None
+        except yaml.constructor.ConstructorError:
+            raise UserError(f"--model_args {item!r}: the value holds a YAML tag that builds an object; give a "
+                            "plain number, word or list, e.g. width=0.25") from None
         except yaml.YAMLError:
             options[key] = value
     return options
@@ -207,6 +210,7 @@ def command(argv: list[str]) -> int:
     from main import DEFAULT_FOLDER
     from deephyperx.command_line import monitor_factory, redact_secrets
     from deephyperx.config import load_yaml_config
+    from deephyperx.disk import check_writable_folder
     from deephyperx.registry import chosen_model
     from deephyperx.segmentation_run import resolve_segmentation_config, run_segmentation_experiment
 
@@ -218,6 +222,7 @@ def command(argv: list[str]) -> int:
     settings["folder"] = folder
     file_layer = {FILE_ALIASES.get(k, k): v for k, v in file_config.items() if k != "model"}
     config = resolve_segmentation_config(spec, file_layer, settings)
+    check_writable_folder(config["out"])
     tileset = load_tileset(args, file_config, folder)
     config["dataset"] = tileset.name
     monitors = monitor_factory(args)

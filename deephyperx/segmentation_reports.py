@@ -116,8 +116,3 @@ def aggregate_markdown(title: str, aggregate: dict[str, Any], commands: Optional
         parts += ["", "## Reproduce", "", "```bash", *commands, "```"]
     parts.append("")
     return "\n".join(parts)
-
-
-def region_file_stem(name: str) -> str:
-    """A file-name-safe version of a region name."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

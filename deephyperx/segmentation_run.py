@@ -25,8 +25,9 @@ import torch
 from deephyperx import checkpoint as ckpt
 from deephyperx import segmentation_steps  # noqa: F401  (registers the segmentation training steps)
 from deephyperx.atomic import atomic_path, atomic_write_text, replace_directory
-from deephyperx.config import apply_layers
+from deephyperx.config import apply_layers, check_shared_settings
 from deephyperx.errors import UserError
+from deephyperx.experiment_lock import claim_seeds, experiment_lock
 from deephyperx.file_monitor import FileMonitor
 from deephyperx.metrics import (CLASS_MEANS, OVERALL_METRICS, aggregate_runs, confusion_matrix, mean_and_std,
                                 segmentation_metrics)
@@ -34,10 +35,12 @@ from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monito
 from deephyperx.preprocessing import Normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec
 from deephyperx.reports import load_json, rgb_composite, save_confusion_png, save_json, save_map_comparison_png
-from deephyperx.runner import continue_records, discard_unresumable_partial, open_partial_folder, resolve_device
+from deephyperx.runner import (discard_unresumable_partial, recorded_commands, resolve_device, resume_partial_folder,
+                               settled_seeds)
+from deephyperx.safe_paths import experiment_path, file_stem
 from deephyperx.scene import IGNORE
 from deephyperx.seeding import seed_everything
-from deephyperx.segmentation_reports import (aggregate_markdown, display_step, region_file_stem, run_markdown,
+from deephyperx.segmentation_reports import (aggregate_markdown, display_step, run_markdown,
                                              save_label_png)
 from deephyperx.sliding_window import check_window, predict_tile
 from deephyperx.steps import get_step
@@ -98,6 +101,7 @@ def resolve_segmentation_config(spec: ModelSpec, *layers: Mapping[str, Any]) -> 
 
 def validate_segmentation_config(config: dict[str, Any]) -> None:
     """Refuse values that cannot work, with one line naming the value and what to do."""
+    check_shared_settings(config)
     for key, least in (("epoch", 0), ("batch_size", 1), ("runs", 1), ("patch_size", 1), ("stride", 1),
                        ("detect_min_pixels", 1)):
         value = config[key]
@@ -138,7 +142,8 @@ def experiment_id(config: dict[str, Any]) -> str:
 
 def experiment_folder(config: dict[str, Any], tileset_name: str) -> Path:
     """``<out>/<tileset>_<model>_<hash>``: one folder per distinct experiment."""
-    return Path(config["out"]) / f"{tileset_name}_{config['model']}_{experiment_id(config)}"
+    return experiment_path(config["out"], [(tileset_name, "tile-set name"), (config["model"], "model name")],
+                           experiment_id(config))
 
 
 def check_tileset_for(config: dict[str, Any], tileset: Any) -> None:
@@ -354,13 +359,13 @@ class SegmentationRun:
         """Predict one test region, write its maps, score it (and extract objects when asked)."""
         folder = self.partial / "predictions"
         folder.mkdir(parents=True, exist_ok=True)
-        stem = region_file_stem(name)
+        stem = file_stem(name)
         detect = self.config.get("detect")
         probabilities, class_id = None, None
         if detect is not None:
             class_id = class_index(self.tileset.class_names, detect)
             r0, r1, c0, c1 = region.window
-            label = region_file_stem(self.tileset.class_names[class_id])
+            label = file_stem(self.tileset.class_names[class_id])
             probabilities = np.lib.format.open_memmap(folder / f"{stem}_{label}_probability.npy", mode="w+",
                                                       dtype=np.float32, shape=(r1 - r0, c1 - c0))
         started = time.perf_counter()
@@ -403,7 +408,7 @@ class SegmentationRun:
         return detect(predicted, class_id, self.partial / "objects", truth=truth, scores=probabilities,
                       min_pixels=int(cfg["detect_min_pixels"]), iou_threshold=float(cfg["detect_iou"]),
                       class_names=list(self.tileset.class_names), transform=transform, crs=crs,
-                      stem=f"{stem}_{region_file_stem(self.tileset.class_names[class_id])}")
+                      stem=f"{stem}_{file_stem(self.tileset.class_names[class_id])}")
 
     def _map_transform(self, region: ResolvedRegion):
         """Affine transform from the region's pixels to map coordinates (a GeoTIFF tile's grid) or to
@@ -467,17 +472,7 @@ class SegmentationRun:
     def _prepare_partial(self) -> Optional[dict]:
         """Keep a partial folder of the same experiment and seed (to resume), else start afresh.
         Returns the checkpoint to resume from, with the log trimmed back to it."""
-        open_partial_folder(self.partial, self.config, self.seed)
-        for name in ("checkpoint.pt", "model.pt"):  # model.pt: training ended, the reports did not
-            path = self.partial / name
-            if path.is_file():
-                state = ckpt.load_checkpoint(path)
-                if name == "model.pt":
-                    os.replace(path, self.partial / "checkpoint.pt")
-                continue_records(self.partial, state, self.config)
-                return state
-        continue_records(self.partial, None, self.config)
-        return None
+        return resume_partial_folder(self.partial, self.config, self.seed)
 
     def _restored_checkpoint(self) -> Optional[dict]:
         path = self.config.get("restore")
@@ -578,23 +573,51 @@ def aggregate_segmentation(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def run_segmentation_experiment(tileset: Any, config: dict[str, Any], command: Optional[str] = None,
                                 extra_monitors: Optional[Callable[[int], list[Monitor]]] = None) -> dict[str, Any]:
     """``config['runs']`` runs with seeds ``seed, seed+1, ...``; writes the aggregate report. With
-    ``reuse_finished``, a seed whose folder is complete is read back instead of run again."""
+    ``reuse_finished``, a seed whose folder is complete is read back instead of run again.
+
+    The seeds to train are claimed before any work (:func:`~deephyperx.experiment_lock.claim_seeds`):
+    a seed another process is running stops the command with one line naming it. ``results.json`` and
+    ``results.md`` aggregate every seed finished in the folder, whichever command ran it (written under
+    the folder's lock); the returned aggregate covers this command's seeds."""
     check_tileset_for(config, tileset)
     folder = experiment_folder(config, tileset.name)
+    seeds = [int(config["seed"]) + i for i in range(config["runs"])]
+    reuse = bool(config.get("reuse_finished"))
+    to_train = [s for s in seeds if not (reuse and (folder / f"seed{s}" / "metrics.json").is_file())]
     runs = []
-    for i in range(config["runs"]):
-        seed = int(config["seed"]) + i
-        done = folder / f"seed{seed}" / "metrics.json"
-        if config.get("reuse_finished") and done.is_file():
-            runs.append(load_json(done))
-            continue
-        monitors = extra_monitors(seed) if extra_monitors else None
-        runs.append(SegmentationRun(tileset, config, seed, folder / f"seed{seed}", monitors).execute())
+    with claim_seeds(folder, to_train, command) if to_train else contextlib.nullcontext():
+        for seed in seeds:
+            done = folder / f"seed{seed}" / "metrics.json"
+            if reuse and done.is_file():
+                runs.append(load_json(done))
+                continue
+            monitors = extra_monitors(seed) if extra_monitors else None
+            runs.append(SegmentationRun(tileset, config, seed, folder / f"seed{seed}", monitors).execute())
+        write_segmentation_results(folder, tileset.name, config, command)
+    return segmentation_aggregate(runs, tileset.name, config, command, folder)
+
+
+def segmentation_aggregate(runs: Sequence[dict[str, Any]], tileset: str, config: dict[str, Any],
+                           command: Optional[str], folder: Path) -> dict[str, Any]:
+    """Mean ± std over ``runs`` (see :func:`aggregate_segmentation`) and the facts of each run."""
     aggregate = aggregate_segmentation(runs)
-    aggregate.update({"scene": tileset.name, "model": config["model"], "folder": str(folder),
+    aggregate.update({"scene": tileset, "model": config["model"], "folder": str(folder),
                       "command": command, "config": config,
                       "runs": [{k: run.get(k) for k in RUN_FACTS} for run in runs]})
-    save_json(folder / "results.json", aggregate)
-    atomic_write_text(folder / "results.md", aggregate_markdown(
-        f"{config['model']} on {tileset.name}", aggregate, [command] if command else None))
     return aggregate
+
+
+def write_segmentation_results(folder: Path, tileset: str, config: dict[str, Any], command: Optional[str]) -> None:
+    """Under the folder's lock, write ``results.json`` and ``results.md`` from every seed finished in the
+    folder, by this command or by another."""
+    with experiment_lock(folder):
+        runs, _ = settled_seeds(folder)
+        if not runs:
+            return
+        aggregate = segmentation_aggregate(runs, tileset, config, command, folder)
+        aggregate["commands"] = recorded_commands(folder / "results.json", command)
+        save_json(folder / "results.json", aggregate)
+        text = aggregate_markdown(f"{config['model']} on {tileset}", aggregate, aggregate["commands"] or None)
+        text += (f"\nThese are the seeds finished in {folder.name}/, whichever command ran them (the commands "
+                 "above ran this experiment); a command's printed line covers only the seeds it ran.\n")
+        atomic_write_text(folder / "results.md", text)

@@ -14,7 +14,6 @@ baselines are refused too, since their cross-validation would validate on synthe
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from deephyperx.errors import UserError
+from deephyperx.hashing import file_sha256
 from deephyperx.preprocessing import Normaliser, PCAProjection
 from deephyperx.sampling import Batch, BatchMaker
 from deephyperx.scene import Scene
@@ -37,15 +37,6 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
 # ----- settings ------------------------------------------------------------------------------------
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes (the synthetic source's identity)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def check_model_takes_spectra(config: dict[str, Any], family: str) -> None:
     """Refuse ``--synthetic`` for a model that does not classify single spectra, with one line."""

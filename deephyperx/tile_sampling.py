@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from deephyperx.errors import UserError
+from deephyperx.readers import open_npy
 from deephyperx.preprocessing import Normaliser
 from deephyperx.sampling import Batch, dihedral
 from deephyperx.scene import IGNORE
@@ -73,7 +74,7 @@ def resolve_region(tileset: Any, region: Any) -> ResolvedRegion:
     mask = None
     if getattr(region, "mask", None):
         try:
-            full = np.load(region.mask, mmap_mode="r")
+            full = open_npy(region.mask)
         except (OSError, ValueError) as error:
             raise UserError(f"region mask {region.mask} cannot be read as a .npy array ({error}); "
                             "give a boolean (rows, cols) .npy") from None

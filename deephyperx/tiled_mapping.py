@@ -35,6 +35,7 @@ from deephyperx import checkpoint as ckpt
 from deephyperx.atomic import atomic_write_text
 from deephyperx.config import model_band_count
 from deephyperx.errors import UserError
+from deephyperx.hashing import file_sha256
 from deephyperx.inference import centre_logits, window_centres
 from deephyperx.lazy_cube import Georeference, LazyCube, open_lazy_cube
 from deephyperx.preprocessing import Normaliser, PCAProjection
@@ -800,14 +801,6 @@ class MappingJob:
         return MappingReport(files, self.cube.shape[:2], len(self.plan), self.plan.side, computed, skipped, seconds,
                              pixels / seconds if seconds > 0 else 0.0, self.budget, self.memory.total,
                              self.cost.batch_size, self.cost.dense_pass, self.memory.as_dict())
-
-
-def file_sha256(path: PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def job_identity(model: MappingModel, cube: LazyCube, plan: TilePlan, probabilities: bool, out: Path) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from deephyperx.errors import UserError
+from deephyperx.readers import open_npy
 from deephyperx.scene import IGNORE
 
 #: (row0, row1, col0, col1), half-open, in pixels of the tile.
@@ -170,7 +171,7 @@ def _info_from_axes(shape: Sequence[int], axes: str) -> RasterInfo:
 
 
 def _open_npy(path: Path) -> Raster:
-    data = np.load(path, mmap_mode="r", allow_pickle=False)
+    data = open_npy(path)
     if data.ndim not in (2, 3):
         raise UserError(f"{path}: a .npy raster of shape {data.shape}; give a (rows, cols) or "
                         "(rows, cols, channels) array")

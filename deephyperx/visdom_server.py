@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from deephyperx.atomic import atomic_write, atomic_write_text
+from deephyperx.disk import check_writable_folder
 from deephyperx.errors import UserError
 
 DEFAULT_PORT = 8097
@@ -324,6 +325,7 @@ def start_server(port: int = DEFAULT_PORT, env_path: str | Path = DEFAULT_ENV_PA
     The server's output goes to the file ``log`` (appended) or, without one, to this terminal.
     With ``wait``, return only once the server answers HTTP."""
     _check_port(port)
+    check_writable_folder(env_path, "--env_path")
     environment = _server_environment(username, password)
     ensure_assets(assets)
     Path(env_path).mkdir(parents=True, exist_ok=True)

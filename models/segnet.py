@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from deephyperx.checkpoint import require_safe_torch
 from deephyperx.errors import UserError
 from deephyperx.registry import register_model
 
@@ -160,6 +161,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     file = Path(path)
     if not file.is_file():
         raise UserError(f"vgg_weights {path} does not exist; give a VGG-16-BN state_dict saved with torch.save")
+    require_safe_torch()  # weights_only is only safe from torch 2.6 on
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling errors have many types

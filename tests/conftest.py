@@ -1,7 +1,10 @@
 """Shared fixtures: where the real scenes are, and small seeded scenes made by code."""
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,3 +46,24 @@ def small_scene():
     signatures = np.array([[1, 0, 0, 1, 0, 0, 1, 0], [0, 1, 0, 0, 1, 0, 0, 1], [0, 0, 1, 0, 0, 1, 0, 0]], float)
     cube = signatures[np.clip(labels, 0, None)] + 0.05 * rng.standard_normal((24, 20, 8))
     return Scene("Stripes", cube.astype(np.float32), labels.astype(np.int64), ["a", "b", "c"])
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a small tmpfs, a real file system of a chosen size or a read-only one, for tests of full
+    and read-only disks: ``with tmpfs("size=4m") as folder: ...`` (root only; the test skips otherwise)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+
+    @contextlib.contextmanager
+    def mount(options: str):
+        folder = Path(tmp_path) / f"tmpfs{len(list(tmp_path.glob('tmpfs*')))}"
+        folder.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
+        try:
+            yield folder
+        finally:
+            gc.collect()  # close what a failed in-process run left open there
+            subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+    return mount

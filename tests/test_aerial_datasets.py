@@ -400,5 +400,5 @@ def test_tileset_from_yaml(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not valid YAML") as info:
         A.load_tileset_file(path)
     _one_line(info)
-    with pytest.raises(UserError, match="no such tile-set file"):
+    with pytest.raises(UserError, match="tile-set file .* does not exist"):
         A.load_tileset_file(tmp_path / "none.yaml")
