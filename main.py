@@ -24,6 +24,7 @@ from deephyperx.disk import check_writable_folder
 from deephyperx import distributed
 from deephyperx.errors import UserError
 from deephyperx.metrics import format_percent
+from deephyperx.plugins import Plugins, SceneCatalogue, TileSetCatalogue
 from deephyperx.command_line import OneLineParser, add_monitoring_arguments, add_split_arguments, monitor_factory, \
     redact_secrets  # noqa: F401
 from deephyperx.registry import chosen_model, get_spec, list_models, require_family
@@ -31,6 +32,21 @@ from deephyperx.runner import run_experiment
 from deephyperx.scene import Scene
 
 DEFAULT_FOLDER = os.environ.get("DEEPHYPERX_DATA", "Datasets")
+#: The modules whose import registers the model zoo (imported above; Dask workers import them too).
+ZOO_MODULES = ("models",)
+
+
+def plugins() -> Plugins:
+    """What this command line plugs into the engine's commands: the scene catalogue (``datasets``), the
+    aerial tile sets (``aerial_datasets``), the default data folder and the zoo's modules."""
+    import aerial_datasets
+
+    return Plugins(
+        scenes=SceneCatalogue(resolve=datasets.resolve_scene, load_custom=datasets.load_custom_scene,
+                              names=datasets.list_scenes, find_default=datasets.find_default_scene),
+        tilesets=TileSetCatalogue(resolve=aerial_datasets.resolve_tileset, custom=aerial_datasets.custom_tileset,
+                                  names=aerial_datasets.list_tilesets),
+        default_folder=DEFAULT_FOLDER, zoo_modules=ZOO_MODULES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,7 +273,7 @@ def run_bench_command(argv: Sequence[str]) -> int:
     return 0
 
 
-#: Sub-commands served by a module's ``command(argv) -> int`` (imported only when used).
+#: Sub-commands served by a module's ``command(argv, plugins) -> int`` (imported only when used).
 MODULE_COMMANDS = {
     "visdom": "deephyperx.visdom_server",  # start a local visdom server with its assets offline
     "generate": "deephyperx.generation_cli",  # train a spectrum generator, write spectra and a realism report
@@ -285,7 +301,7 @@ def run(argv: Sequence[str]) -> int:
     if argv and argv[0] in MODULE_COMMANDS:
         import importlib
 
-        return importlib.import_module(MODULE_COMMANDS[argv[0]]).command(list(argv[1:]))
+        return importlib.import_module(MODULE_COMMANDS[argv[0]]).command(list(argv[1:]), plugins())
     args = build_parser().parse_args(argv)
     if args.download:
         folder = args.folder or DEFAULT_FOLDER

@@ -6,7 +6,7 @@ measure what it costs (the issue's "many scenes" item: MiniFrance / Sentinel-2 s
    its own layout of regions, all share the classes' spectra (plus illumination and noise). Files
    are written a band of rows at a time, and reused when a previous run left the same ones.
 2. Trains ``--model`` for ``--samples`` patches (``--epochs`` epochs) through
-   ``python -m deephyperx.catalogue_cli`` in a child process with ``--cache_bytes``, holding out
+   ``python main.py catalogue`` in a child process with ``--cache_bytes``, holding out
    the last ``--test_scenes`` scenes, and scores it on them scene by scene.
 3. Measures the peak resident memory of that child (``VmHWM``: its own peak after exec) against a
    child that imports the same modules and trains the same model on random in-memory batches of
@@ -187,11 +187,10 @@ def child_main(mode: str, report: str, argv: Sequence[str]) -> int:
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    import models  # noqa: F401  (registers the zoo)
-    from deephyperx import catalogue_cli
+    import main  # the command line (it registers the zoo): both modes import the same modules
 
     if mode == "train":
-        status, extra = catalogue_cli.main(list(argv)), {}
+        status, extra = main.main(["catalogue", *argv]), {}
     else:
         status, extra = 0, {"samples_per_second": baseline_training(*argv)}
     atomic_write_text(report, json.dumps({"status": status, **extra, **peak_rss()}))
@@ -252,7 +251,7 @@ def segmentation_caches(folder: Path, n_tiles: int, seed: int) -> dict[str, Any]
     from deephyperx.seeding import torch_generator
     from deephyperx.tile_sampling import RandomCrops, TileReader, fit_source_normalisers
     from deephyperx.tiles import Region, Tile, TileSet, ValueDecoder
-    from deephyperx.training import batches
+    from deephyperx.sampling import batches
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
@@ -296,10 +295,10 @@ def check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
-    from deephyperx.catalogue_sampling import parse_bytes
+    from deephyperx.sizes import parse_size
 
     check(args)
-    cache = parse_bytes(args.cache)
+    cache = parse_size(args.cache, "--cache")
     data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="many_scenes_"))
     try:
         catalogue, write_seconds = write_catalogue_files(data, args)
@@ -321,7 +320,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
         on_disk = bytes_on_disk(data)
         result = {
             "command": "python benchmarks/many_scenes.py " + " ".join(shlex.quote(a) for a in argv),
-            "train_command": "python -m deephyperx.catalogue_cli " + " ".join(shlex.quote(a) for a in train_argv),
+            "train_command": "python main.py catalogue " + " ".join(shlex.quote(a) for a in train_argv),
             "settings": vars(args), "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                                 "python": platform.python_version(),
                                                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},

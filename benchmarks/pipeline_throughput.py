@@ -4,7 +4,7 @@ For each model, with its registry defaults (patch size, batch size, optimiser bu
 own training step, the run's default augmentation), on real Indian Pines with a 10% random
 training split prepared exactly as ``main.py`` prepares it:
 
-* training samples/s through the engine's path: ``training.batches`` epoch after epoch, each batch
+* training samples/s through the engine's path: ``sampling.batches`` epoch after epoch, each batch
   made by ``BatchMaker.make`` and fed to the step (loss, backward, optimiser step); against the
   ceiling: the same step on the same batches made beforehand (``--pool_mb`` bounds them: beyond it
   the first ones are reused); and the engine's path with the next batch prefetched in a background
@@ -225,7 +225,7 @@ def epoch_batches(setup: Setup, seed: int, depth: int) -> Iterator[Any]:
     ahead (0: not at all)."""
     from deephyperx.prefetch import prefetch
     from deephyperx.seeding import torch_generator
-    from deephyperx.training import batches
+    from deephyperx.sampling import batches
 
     size, samples = int(setup.config["batch_size"]), setup.config.get("epoch_samples")
     epoch = 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -35,6 +34,7 @@ from deephyperx.command_line import OneLineParser
 from deephyperx.errors import UserError
 from deephyperx.hashing import file_sha256
 from deephyperx.monitor import Monitor
+from deephyperx.plugins import Plugins
 
 #: Settings of ``main.py catalogue`` that belong to no model (the model's own come from the registry).
 CATALOGUE_DEFAULTS: dict[str, Any] = {
@@ -101,13 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_catalogue_config(spec: Any, *layers: dict[str, Any]) -> dict[str, Any]:
     """Catalogue defaults, the model's training defaults, then ``layers`` (YAML, flags); checked."""
-    from deephyperx.catalogue_sampling import parse_bytes
+    from deephyperx.sizes import parse_size
     from deephyperx.config import apply_layers
 
     config: dict[str, Any] = {**CATALOGUE_DEFAULTS, **spec.training_defaults(), "model": spec.name}
     config["model_args"] = dict(spec.model_arguments())
     apply_layers(config, spec.name, layers)
-    config["cache_bytes"] = parse_bytes(config["cache_bytes"])
+    config["cache_bytes"] = parse_size(config["cache_bytes"], "--cache_bytes")
     validate_catalogue_config(config)
     return config
 
@@ -382,7 +382,7 @@ def cli_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def command(argv: Sequence[str]) -> int:
+def command(argv: Sequence[str], plugins: Plugins) -> int:
     """``main.py catalogue ...``: train, score, write the run folder; print the scores."""
     from deephyperx.config import load_yaml_config
     from deephyperx.metrics import format_percent
@@ -393,8 +393,7 @@ def command(argv: Sequence[str]) -> int:
     path = args.catalogue or file_config.get("catalogue")
     if not path:
         raise UserError("no --catalogue given; give the YAML file listing the scenes")
-    catalogue = load_catalogue(path)  # a bad catalogue fails before the model zoo is even imported
-    import models  # noqa: F401  (registers the zoo)
+    catalogue = load_catalogue(path)  # a bad catalogue fails before the model zoo is used
     from deephyperx.registry import chosen_model
     from deephyperx.disk import check_writable_folder
     from deephyperx.safe_paths import experiment_path
@@ -415,14 +414,3 @@ def command(argv: Sequence[str]) -> int:
           f"kappa {format_percent(metrics['kappa'])}  ({metrics['n_test']:,} test pixels)")
     print(f"reports: {final_dir}")
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m deephyperx.catalogue_cli ...``: as ``main.py catalogue``, with its exit statuses."""
-    from deephyperx.command_line import run_with_exit_status
-
-    return run_with_exit_status(command, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

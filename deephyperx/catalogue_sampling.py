@@ -44,6 +44,7 @@ from deephyperx.preprocessing import METHODS, Normaliser
 from deephyperx.sampling import Augmentation, Batch, PatchSampler, dihedral, patch_extent
 from deephyperx.scene import IGNORE
 from deephyperx.scene_catalogue import ROLE_CODES, TEST, TRAIN, VAL, Catalogue
+from deephyperx.sizes import format_size
 
 #: Fewest blocks the automatic block size lets the cache hold (a batch mixes about this many blocks).
 TARGET_GROUP = 8
@@ -135,10 +136,10 @@ def choose_block_rows(catalogue: Catalogue, patch_size: int, cache_bytes: int,
             continue
         if not scene.windowed:
             raise UserError(f"scene '{scene.name}' is read whole ({scene.cube.path.suffix} / "
-                            f"{scene.labels.path.suffix} files) and needs {format_bytes(need)} in the cache; raise "
+                            f"{scene.labels.path.suffix} files) and needs {format_size(need)} in the cache; raise "
                             "--cache_bytes above that or convert its files to .npy or .h5 (read by rows)")
-        raise UserError(f"--cache_bytes {format_bytes(cache_bytes)} cannot hold a block of {rows} rows of scene "
-                        f"'{scene.name}' ({width} columns x {bands} bands, about {format_bytes(need)}); raise "
+        raise UserError(f"--cache_bytes {format_size(cache_bytes)} cannot hold a block of {rows} rows of scene "
+                        f"'{scene.name}' ({width} columns x {bands} bands, about {format_size(need)}); raise "
                         "--cache_bytes or lower --block_rows")
     return block_rows
 
@@ -267,8 +268,8 @@ class BlockCache:
             self._entries.move_to_end(key)
             return held[1]
         if size > self.max_bytes:
-            raise UserError(f"a block of {format_bytes(size)} does not fit in the cache of "
-                            f"{format_bytes(self.max_bytes)}; raise --cache_bytes or lower --block_rows")
+            raise UserError(f"a block of {format_size(size)} does not fit in the cache of "
+                            f"{format_size(self.max_bytes)}; raise --cache_bytes or lower --block_rows")
         self.misses += 1
         while self._entries and self.resident_bytes + size > self.max_bytes:
             _, (dropped, _) = self._entries.popitem(last=False)
@@ -539,28 +540,3 @@ def class_weights(counts: np.ndarray) -> torch.Tensor:
     weights = np.zeros(len(counts))
     weights[present] = np.median(freq[present]) / freq[present]
     return torch.as_tensor(weights, dtype=torch.float32)
-
-
-# ----- sizes ------------------------------------------------------------------------------------------
-
-_UNITS = {"": 1, "b": 1, "k": 10 ** 3, "kb": 10 ** 3, "m": 10 ** 6, "mb": 10 ** 6, "g": 10 ** 9, "gb": 10 ** 9,
-          "t": 10 ** 12, "tb": 10 ** 12, "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
-
-
-def parse_bytes(text: str | int) -> int:
-    """``"256MB"`` -> 256000000, ``"1GiB"`` -> 1073741824, ``"4096"`` -> 4096."""
-    import re
-
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*", str(text).lower())
-    size = float(match.group(1)) * _UNITS[match.group(2)] if match and match.group(2) in _UNITS else 0
-    if isinstance(text, bool) or size < 1:
-        raise UserError(f"size {text!r}: give a positive number of bytes, e.g. 256MB, 1GB or 512MiB")
-    return int(size)
-
-
-def format_bytes(size: float) -> str:
-    """1234567 -> '1.2 MB'."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{int(size)} B"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from deephyperx.errors import UserError
+from deephyperx.sizes import format_size
 
 PathLike = Union[str, Path]
 
@@ -35,18 +36,6 @@ class DiskFullError(UserError):
         have = f"{format_size(free)} is free" if free is not None else "the disk is full"
         super().__init__(f"no space left in {self.folder}: {need}{have}; free some space (or give another --out) "
                          "and run the same command again to resume")
-
-
-def format_size(n: Optional[int]) -> str:
-    """``12.3 MB``-style size (decimal units, as ``df -H`` prints)."""
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
 
 
 def existing_ancestor(path: PathLike) -> Path:

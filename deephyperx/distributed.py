@@ -247,16 +247,4 @@ def _gpu_of(local: int) -> int:
     return local
 
 
-def require_data_parallel_step(step: Any, optimizers: dict[str, Any], config: dict[str, Any]) -> None:
-    """Refuse, with one line, a training step that DDP cannot synchronise: one that makes its own
-    updates (overrides ``TrainingStep.__call__``, e.g. adversarial generators calling sub-networks
-    directly) or drives several optimisers. Supervised, semi-supervised and segmentation steps,
-    whose every update goes through the model's forward with one optimiser, pass."""
-    from deephyperx.steps import TrainingStep
-
-    if type(step).__call__ is TrainingStep.__call__ and set(optimizers) == {"model"}:
-        return
-    model, supervision = config.get("model"), config.get("supervision")
-    raise UserError(f"distributed training supports steps that update one optimiser through the model's forward "
-                    f"(supervised, semi-supervised, segmentation); step '{supervision}' of model {model} makes its "
-                    f"own updates: train {model} in one process (python, not torchrun)")
+#END

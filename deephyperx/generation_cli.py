@@ -15,7 +15,6 @@ main.py does, so it imports them when the command runs.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,10 +23,10 @@ from deephyperx.disk import check_writable_folder
 from deephyperx.errors import UserError
 from deephyperx.generation import GenerationRequest, generate
 from deephyperx.command_line import OneLineParser, add_monitoring_arguments, add_split_arguments, monitor_factory
+from deephyperx.plugins import Plugins, SceneCatalogue
 from deephyperx.registry import chosen_model, list_models
 from deephyperx.scene import Scene
 
-DEFAULT_FOLDER = os.environ.get("DEEPHYPERX_DATA", "Datasets")
 DEFAULT_RUNS_DIR = "outputs/generate"
 
 #: Flags passed on to the run configuration (main.py's names).
@@ -40,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     scene = parser.add_argument_group("scene")
     scene.add_argument("--dataset", help="scene name (see `python main.py list`) or a scene declaration .yaml")
-    scene.add_argument("--folder", help=f"folder holding the scenes (default: $DEEPHYPERX_DATA or {DEFAULT_FOLDER})")
+    scene.add_argument("--folder", help="folder holding the scenes (default: $DEEPHYPERX_DATA or Datasets)")
     scene.add_argument("--cube", help="custom scene: cube file (.mat .npy .h5 .hdr .tif)")
     scene.add_argument("--gt", help="custom scene: label raster file (0 = unlabelled)")
     scene.add_argument("--cube_key", help="variable/dataset name inside the cube file")
@@ -81,28 +80,24 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def load_scene(args: argparse.Namespace, file_config: dict[str, Any], folder: str) -> Scene:
+def load_scene(args: argparse.Namespace, file_config: dict[str, Any], folder: str, scenes: SceneCatalogue) -> Scene:
     """The scene named by the flags: a custom cube + labels, a declaration file or a catalogue name."""
-    import datasets
-
     if args.cube or args.gt:
         if not (args.cube and args.gt):
             raise UserError("--cube and --gt go together: give both the cube and the label raster")
-        return datasets.load_custom_scene(args.cube, args.gt, cube_key=args.cube_key, labels_key=args.gt_key)
+        return scenes.load_custom(args.cube, args.gt, cube_key=args.cube_key, labels_key=args.gt_key)
     name = args.dataset or file_config.get("dataset")
     if not name:
         raise UserError("no --dataset given; name a scene (see `python main.py list`) or give --cube and --gt")
-    return datasets.resolve_scene(name, folder)
+    return scenes.resolve(name, folder)
 
 
-def command(argv: Sequence[str]) -> int:
+def command(argv: Sequence[str], plugins: Plugins) -> int:
     """Run ``main.py generate`` with ``argv`` (the arguments after ``generate``); 0 on success."""
-    import models  # noqa: F401  (registers the zoo)
-
     args = build_parser().parse_args(list(argv))
     file_config = load_yaml_config(args.config)
     spec = chosen_model(args.model or file_config.get("model"), ("generator",), "main.py generate")
-    folder = args.folder or file_config.get("folder") or DEFAULT_FOLDER
+    folder = plugins.folder(args.folder, file_config.get("folder"))
     settings = {**settings_of(args), "folder": folder, "out": args.runs_dir or DEFAULT_RUNS_DIR,
                 "normalization": "minmax"}
     layers = {k: v for k, v in file_config.items() if k != "model"}
@@ -110,7 +105,7 @@ def command(argv: Sequence[str]) -> int:
     check_writable_folder(config["out"], "--runs_dir")
     if args.out:
         check_writable_folder(Path(args.out).parent, "--out")
-    scene = load_scene(args, file_config, folder)
+    scene = load_scene(args, file_config, folder, plugins.scenes)
     config["dataset"] = scene.name
     request = GenerationRequest(samples_per_class=args.samples_per_class, class_names=args.classes,
                                 out_file=Path(args.out) if args.out else None, report=not args.no_report)

@@ -24,10 +24,7 @@ from typing import Optional, Sequence
 from deephyperx.command_line import OneLineParser
 from deephyperx.disk import check_writable_folder
 from deephyperx.errors import UserError
-
-#: Modules Dask workers import before building a model (the zoo registers the models).
-ZOO_MODULES = ("models",)
-
+from deephyperx.plugins import Plugins
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="main.py map", help_hint="python main.py map --help", description=__doc__,
@@ -51,12 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def command(argv: Optional[Sequence[str]] = None) -> int:
+def command(argv: Optional[Sequence[str]], plugins: Plugins) -> int:
     """Run ``main.py map`` with ``argv``; a :class:`UserError` is raised for bad input (main.py prints it
-    and exits with status 2)."""
+    and exits with status 2). Dask workers import ``plugins.zoo_modules`` before building the model."""
     args = build_parser().parse_args(argv)
     check_writable_folder(Path(args.out).parent, "--out")
-    import models  # noqa: F401  (registers the zoo)
 
     common = dict(key=args.key, memory_budget=args.memory_budget, probabilities=args.probabilities,
                   batch_size=args.batch_size, progress=not args.no_progress)
@@ -66,7 +62,7 @@ def command(argv: Optional[Sequence[str]] = None) -> int:
         from deephyperx.dask_mapping import map_scene_dask
 
         report = map_scene_dask(args.restore, args.cube, args.out, scheduler=args.dask, workers=args.workers,
-                                imports=ZOO_MODULES, **common)
+                                imports=tuple(plugins.zoo_modules), **common)
     else:
         from deephyperx.runner import resolve_device
         from deephyperx.tiled_mapping import map_scene
@@ -79,14 +75,3 @@ def command(argv: Optional[Sequence[str]] = None) -> int:
           f"{report.tile_side}x{report.tile_side}{resumed}, {report.pixels_per_second:,.0f} pixels/s, "
           f"{report.seconds:.1f} s", file=sys.stderr)
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Stand-alone entry point (``python -m deephyperx.mapping_cli``): one-line errors, exit status 2."""
-    from deephyperx.command_line import run_with_exit_status
-
-    return run_with_exit_status(command, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -222,3 +222,27 @@ class BatchMaker:
             mixed = (a1 * cube + a2 * partner_cube) / (a1 + a2) + noise
             cube = torch.where(chosen.view(-1, 1, 1, 1), mixed, cube)
         return [cube, *inputs[1:]], target
+
+
+# ----- passes over a maker's samples --------------------------------------------------------------
+
+def sample_order(n: int, generator: Optional[torch.Generator] = None, shuffle: bool = False,
+                 n_samples: Optional[int] = None) -> torch.Tensor:
+    """The sample indices of one epoch: ``0..n-1`` (shuffled if asked), or, with ``n_samples``,
+    ``n_samples`` indices drawn as successive shuffled passes."""
+    if n_samples is None:
+        return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if n == 0:
+        return torch.arange(0)
+    passes = -(-n_samples // n)
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])[:n_samples]
+
+
+def batches(maker: BatchMaker, batch_size: int, generator: Optional[torch.Generator] = None,
+            augment: bool = False, shuffle: bool = False, n_samples: Optional[int] = None):
+    """Yield the batches of one pass over ``maker``'s samples, or, with ``n_samples``, of
+    ``n_samples`` samples drawn as successive shuffled passes (an epoch defined by a sample count,
+    for models whose schedule is counted in iterations: GANs, tile samplers)."""
+    order = sample_order(len(maker), generator, shuffle, n_samples)
+    for start in range(0, len(order), batch_size):
+        yield maker.make(order[start:start + batch_size], generator=generator, augment=augment)

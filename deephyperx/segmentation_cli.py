@@ -12,20 +12,20 @@ Unset flags keep the model's paper defaults (crop, epochs, samples per epoch, op
 folders, checkpoints and resume work as for ``main.py``: give the same command again to resume.
 Bad input prints one line and exits with status 2, leaving nothing written.
 
-This module wires the catalogue (``aerial_datasets``) and the zoo (``models``) to the engine, as
-``main.py`` does, so it imports them (lazily, inside the command).
+The tile-set catalogue and the model zoo come from the command line's plugins
+(:class:`~deephyperx.plugins.Plugins`): this module names no tile set and no model.
 """
 from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from typing import Any, Optional, Sequence
 
 import yaml
 
 from deephyperx.errors import UserError
 from deephyperx.command_line import OneLineParser, add_monitoring_arguments
+from deephyperx.plugins import Plugins, TileSetCatalogue
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="main.py segment", help_hint="python main.py segment --help", description=__doc__,
@@ -139,14 +139,12 @@ def cli_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def load_tileset(args: argparse.Namespace, file_config: dict[str, Any], folder: str) -> Any:
+def load_tileset(args: argparse.Namespace, file_config: dict[str, Any], folder: str, tilesets: TileSetCatalogue) -> Any:
     """The tile set named by ``--dataset`` (catalogue or .yaml) or declared by ``--images ...``."""
-    import aerial_datasets
-
     if args.images:
         if args.dataset:
             raise UserError("give either --dataset or --images (a custom tile set), not both")
-        return aerial_datasets.custom_tileset(
+        return tilesets.custom(
             args.images, args.labels, parse_extras(args.extra), name=args.name, eroded_labels=args.eroded_labels,
             class_names=args.class_names, label_values=args.label_values,
             ignored_labels=tuple(args.ignored_labels) if args.ignored_labels is not None else (0,),
@@ -157,12 +155,11 @@ def load_tileset(args: argparse.Namespace, file_config: dict[str, Any], folder: 
     name = args.dataset or file_config.get("dataset")
     if not name:
         raise UserError("no tile set given; use --dataset NAME (see `main.py segment list`) or --images ... --labels ...")
-    return aerial_datasets.resolve_tileset(name, folder, seed=args.tileset_seed)
+    return tilesets.resolve(name, folder, seed=args.tileset_seed)
 
 
-def print_listing() -> None:
+def print_listing(tilesets: TileSetCatalogue) -> None:
     """Segmentation models and the tile-set catalogue."""
-    import aerial_datasets
     from deephyperx.registry import get_spec, list_models
 
     print("segmentation models:")
@@ -171,7 +168,7 @@ def print_listing() -> None:
         inputs = ", ".join(spec.training_defaults()["inputs"])
         print(f"  {name:10s} reads {inputs:12s} {spec.description[:80]}")
     print("tile sets:")
-    for name in aerial_datasets.list_tilesets():
+    for name in tilesets.names():
         print(f"  {name}")
 
 
@@ -196,18 +193,15 @@ def report_line(result: dict[str, Any]) -> None:
     print(f"reports: {result['folder']}")
 
 
-def command(argv: list[str]) -> int:
+def command(argv: list[str], plugins: Plugins) -> int:
     """``main.py segment ...`` (``segment detect ...`` and ``segment list`` are sub-commands)."""
     if argv and argv[0] == "detect":
         from deephyperx.objects import detect_command
 
         return detect_command(argv[1:])
-    import models  # noqa: F401  (registers the zoo)
-
     if argv and argv[0] == "list":
-        print_listing()
+        print_listing(plugins.tilesets)
         return 0
-    from main import DEFAULT_FOLDER
     from deephyperx.command_line import monitor_factory, redact_secrets
     from deephyperx.config import load_yaml_config
     from deephyperx.disk import check_writable_folder
@@ -218,12 +212,12 @@ def command(argv: list[str]) -> int:
     file_config = load_yaml_config(args.config)
     spec = chosen_model(args.model or file_config.get("model"), ("segmentation",), "main.py segment")
     settings = cli_settings(args)
-    folder = args.folder or file_config.get("folder") or DEFAULT_FOLDER
+    folder = plugins.folder(args.folder, file_config.get("folder"))
     settings["folder"] = folder
     file_layer = {FILE_ALIASES.get(k, k): v for k, v in file_config.items() if k != "model"}
     config = resolve_segmentation_config(spec, file_layer, settings)
     check_writable_folder(config["out"])
-    tileset = load_tileset(args, file_config, folder)
+    tileset = load_tileset(args, file_config, folder, plugins.tilesets)
     config["dataset"] = tileset.name
     monitors = monitor_factory(args)
     shown = redact_secrets(argv)
@@ -231,7 +225,3 @@ def command(argv: list[str]) -> int:
         shlex.quote(a) for a in shown), monitors)
     report_line(result)
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - use main.py segment
-    sys.exit(command(sys.argv[1:]))

@@ -11,15 +11,18 @@ Model convention: ``forward(*inputs)`` returns logits, (N, K) for centre-pixel m
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from deephyperx.errors import UserError
-from deephyperx.sampling import Batch
+from deephyperx.metrics import confusion_matrix, metrics_from_confusion
+from deephyperx.sampling import Batch, BatchMaker, batches
 from deephyperx.scene import IGNORE
 
 
@@ -88,8 +91,6 @@ class TrainingStep:
     def validate(self, model: nn.Module, maker: Any, ctx: StepContext, batch_size: int) -> dict[str, float]:
         """Validation scores of one epoch, logged with the epoch (default: loss, OA, AA, kappa of
         the classifier's prediction). Steps of other tasks (generators) report their own."""
-        from deephyperx.training import validate
-
         return validate(model, self, maker, ctx, batch_size)
 
     def epoch_ended(self, model: nn.Module, epoch: int, data: Any, ctx: StepContext, monitor: Any) -> None:
@@ -122,3 +123,26 @@ def get_step(name: str) -> TrainingStep:
 
 
 register_step("supervised")(TrainingStep)
+
+
+@torch.no_grad()
+def validate(model: nn.Module, step: TrainingStep, maker: BatchMaker, ctx: StepContext,
+             batch_size: int) -> dict[str, float]:
+    """Validation loss, accuracy, OA, AA and kappa of the prediction against the target
+    (labelled pixels only)."""
+    model.eval()
+    total_loss, count = 0.0, 0
+    cm = np.zeros((ctx.n_classes, ctx.n_classes), dtype=np.int64)
+    for batch in batches(maker, batch_size):
+        batch = batch.to(ctx.device)
+        loss, logits = step.evaluate(model, batch, ctx)
+        labelled = batch.target != IGNORE
+        total_loss += loss
+        count += int(labelled.sum())
+        cm += confusion_matrix(batch.target[labelled].cpu().numpy(), logits.argmax(1)[labelled].cpu().numpy(),
+                               ctx.n_classes)
+    scores = metrics_from_confusion(cm, [str(k) for k in range(ctx.n_classes)]) if count else None
+    accuracy = scores["overall_accuracy"] if scores else math.nan
+    return {"val_loss": total_loss / max(count, 1), "val_oa": accuracy,
+            "val_aa": scores["average_accuracy"] if scores else math.nan,
+            "val_kappa": scores["kappa"] if scores else math.nan}

@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +41,7 @@ from deephyperx.preprocessing import Normaliser, PCAProjection
 from deephyperx.registry import ModelSpec, create_model, get_spec
 from deephyperx.sampling import PatchSampler, patch_extent
 from deephyperx.scene import IGNORE
+from deephyperx.sizes import format_size, parse_size, rounded_up
 from deephyperx.steps import logits_of
 from deephyperx.tiles import Window
 
@@ -63,42 +63,6 @@ M_MMAP_THRESHOLD = -3
 FORMATS = {".npy": "npy", ".tif": "tiff", ".tiff": "tiff", ".h5": "hdf5", ".hdf5": "hdf5"}
 #: Marker of a mapping job's manifest.
 MANIFEST_FORMAT = "deephyperx-map-job"
-
-_UNITS = {"": 1, "b": 1, "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "tb": 10 ** 12,
-          "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
-
-
-def parse_memory(text: Union[str, int]) -> int:
-    """Bytes in a size such as ``"2GB"``, ``"500MB"``, ``"1.5GiB"`` or ``1000000`` (KB, MB, GB are
-    powers of 1000 and KiB, MiB, GiB powers of 1024, as in Dask)."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        value = text
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-        unit = match.group(2).lower() if match else None
-        if unit not in _UNITS:
-            raise UserError(f"memory size {text!r} is not a size; write it like 2GB, 500MB or 1.5GiB")
-        value = int(float(match.group(1)) * _UNITS[unit])
-    if value <= 0:
-        raise UserError(f"memory size {text!r} must be positive; write it like 2GB or 500MB")
-    return value
-
-
-def describe_bytes(n_bytes: float) -> str:
-    """``n_bytes`` in the largest unit of :func:`parse_memory` that keeps it at least 1 (e.g. 2.5 GB)."""
-    for unit, size in (("TB", 10 ** 12), ("GB", 10 ** 9), ("MB", 10 ** 6), ("KB", 10 ** 3)):
-        if n_bytes >= size:
-            return f"{n_bytes / size:.4g} {unit}"
-    return f"{int(n_bytes)} B"
-
-
-def rounded_up(n_bytes: float) -> str:
-    """``n_bytes`` rounded up to whole KB below a megabyte, else to whole MB (as :func:`parse_memory`
-    reads them), so that the size given is never less than ``n_bytes``."""
-    if n_bytes < 10 ** 6:
-        return f"{math.ceil(n_bytes / 1e3)} KB"
-    return f"{math.ceil(n_bytes / 1e6)} MB"
-
 
 def return_freed_memory() -> None:
     """Have glibc's malloc give blocks of 1 MiB and more straight back to the system when freed.
@@ -391,7 +355,7 @@ def plan_mapping(model: MappingModel, cube: LazyCube, budget: int, batch_size: O
         need = _estimate(model, cube, side, cost, probabilities)
     need = _estimate(model, cube, side, cost, probabilities)
     if need.total > budget:
-        raise UserError(f"memory budget {describe_bytes(budget)} cannot hold one {side}x{side} tile of {cube.shape[2]} "
+        raise UserError(f"memory budget {format_size(budget)} cannot hold one {side}x{side} tile of {cube.shape[2]} "
                         f"bands for model {model.name} (needs {rounded_up(need.total)}); raise --memory_budget "
                         f"to at least {rounded_up(need.total)}")
     if tile_side is None:
@@ -824,7 +788,7 @@ def prepare_job(checkpoint: PathLike, cube_path: PathLike, out: PathLike, *, key
         raise UserError(f"--batch_size {batch_size} must be at least 1")
     if tile_side is not None and tile_side < 1:
         raise UserError(f"tile side {tile_side} must be at least 1")
-    budget = parse_memory(memory_budget)
+    budget = parse_size(memory_budget, "--memory_budget")
     device = torch.device(device)
     return_freed_memory()
     model = load_mapping_model(checkpoint, device)

@@ -26,7 +26,7 @@ from deephyperx.checkpoint import save_checkpoint
 from deephyperx.config import BEST_METRICS
 from deephyperx.errors import TrainingDiverged, UserError
 from deephyperx.monitor import Monitor
-from deephyperx.sampling import BatchMaker
+from deephyperx.sampling import BatchMaker, batches, sample_order
 from deephyperx.scene import IGNORE
 from deephyperx.seeding import derived_seed, rng_states, torch_generator
 from deephyperx.steps import StepContext, TrainingStep
@@ -95,18 +95,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, spec: Optional[dict], epoc
     raise UserError(f"unknown scheduler '{name}'; choose plateau, multistep, cosine or none")
 
 
-def sample_order(n: int, generator: Optional[torch.Generator] = None, shuffle: bool = False,
-                 n_samples: Optional[int] = None) -> torch.Tensor:
-    """The sample indices of one epoch: ``0..n-1`` (shuffled if asked), or, with ``n_samples``,
-    ``n_samples`` indices drawn as successive shuffled passes."""
-    if n_samples is None:
-        return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    if n == 0:
-        return torch.arange(0)
-    passes = -(-n_samples // n)
-    return torch.cat([torch.randperm(n, generator=generator) for _ in range(passes)])[:n_samples]
-
-
 class OrderedMaker:
     """The samples of ``maker`` at positions ``order`` (an epoch's shard), as a maker of its own."""
 
@@ -118,16 +106,6 @@ class OrderedMaker:
 
     def make(self, index: torch.Tensor, generator: Optional[torch.Generator] = None, augment: bool = False):
         return self.maker.make(self.order[index], generator=generator, augment=augment)
-
-
-def batches(maker: BatchMaker, batch_size: int, generator: Optional[torch.Generator] = None,
-            augment: bool = False, shuffle: bool = False, n_samples: Optional[int] = None):
-    """Yield the batches of one pass over ``maker``'s samples, or, with ``n_samples``, of
-    ``n_samples`` samples drawn as successive shuffled passes (an epoch defined by a sample count,
-    for models whose schedule is counted in iterations: GANs, tile samplers)."""
-    order = sample_order(len(maker), generator, shuffle, n_samples)
-    for start in range(0, len(order), batch_size):
-        yield maker.make(order[start:start + batch_size], generator=generator, augment=augment)
 
 
 def training_batches(maker: BatchMaker, batch_size: int, seed: int, epoch: int, n_samples: Optional[int] = None,
@@ -142,31 +120,6 @@ def training_batches(maker: BatchMaker, batch_size: int, seed: int, epoch: int, 
     order = distributed.shard(sample_order(len(maker), generator, shuffle=True, n_samples=n_samples), rank, world)
     augmentation = generator if rank == 0 else torch_generator(seed, epoch, 2, rank)
     return batches(OrderedMaker(maker, order), batch_size, augmentation, augment=True)
-
-
-@torch.no_grad()
-def validate(model: nn.Module, step: TrainingStep, maker: BatchMaker, ctx: StepContext,
-             batch_size: int) -> dict[str, float]:
-    """Validation loss, accuracy, OA, AA and kappa of the prediction against the target
-    (labelled pixels only)."""
-    from deephyperx.metrics import confusion_matrix, metrics_from_confusion
-
-    model.eval()
-    total_loss, count = 0.0, 0
-    cm = np.zeros((ctx.n_classes, ctx.n_classes), dtype=np.int64)
-    for batch in batches(maker, batch_size):
-        batch = batch.to(ctx.device)
-        loss, logits = step.evaluate(model, batch, ctx)
-        labelled = batch.target != IGNORE
-        total_loss += loss
-        count += int(labelled.sum())
-        cm += confusion_matrix(batch.target[labelled].cpu().numpy(), logits.argmax(1)[labelled].cpu().numpy(),
-                               ctx.n_classes)
-    scores = metrics_from_confusion(cm, [str(k) for k in range(ctx.n_classes)]) if count else None
-    accuracy = scores["overall_accuracy"] if scores else math.nan
-    return {"val_loss": total_loss / max(count, 1), "val_oa": accuracy,
-            "val_aa": scores["average_accuracy"] if scores else math.nan,
-            "val_kappa": scores["kappa"] if scores else math.nan}
 
 
 class Trainer:
@@ -194,7 +147,7 @@ class Trainer:
         self.optimizers = step.build_optimizers(self.model, config)
         self.rank, self.world = distributed.rank(), distributed.world_size()
         if self.world > 1:
-            distributed.require_data_parallel_step(step, self.optimizers, config)
+            require_data_parallel_step(step, self.optimizers, config)
         self.network = distributed.wrap_model(self.model, device)
         self.scheduler = build_scheduler(self.optimizers["model"], config.get("scheduler"), config["epoch"]) \
             if "model" in self.optimizers else None
@@ -351,3 +304,15 @@ class Trainer:
                 yield from batches(self.data.unlabelled, size, generator, shuffle=True)
         return stream()
 
+
+def require_data_parallel_step(step: Any, optimizers: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuse, with one line, a training step that DDP cannot synchronise: one that makes its own
+    updates (overrides ``TrainingStep.__call__``, e.g. adversarial generators calling sub-networks
+    directly) or drives several optimisers. Supervised, semi-supervised and segmentation steps,
+    whose every update goes through the model's forward with one optimiser, pass."""
+    if type(step).__call__ is TrainingStep.__call__ and set(optimizers) == {"model"}:
+        return
+    model, supervision = config.get("model"), config.get("supervision")
+    raise UserError(f"distributed training supports steps that update one optimiser through the model's forward "
+                    f"(supervised, semi-supervised, segmentation); step '{supervision}' of model {model} makes its "
+                    f"own updates: train {model} in one process (python, not torchrun)")

@@ -380,9 +380,9 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def command(argv: list[str]) -> int:
+def command(argv: list[str], plugins: object = None) -> int:
     """``python main.py visdom ...``: run a loopback visdom server in the foreground until Ctrl-C.
-    Returns the exit status (0 after Ctrl-C)."""
+    Returns the exit status (0 after Ctrl-C). The server needs no plugins."""
     args = _parser().parse_args(argv)
     password = args.password or (os.environ.get("VISDOM_PASSWORD") if args.username else None)
     process = start_server(args.port, args.env_path, args.username, password, assets=args.assets, wait=False)

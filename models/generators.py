@@ -187,7 +187,7 @@ def soft_cross_entropy(logits: torch.Tensor, weights: torch.Tensor) -> torch.Ten
 
 def iterate_spectra(maker: Any, batch_size: int):
     """(spectra (N, B), labels (N,)) of every sample of ``maker``, batch by batch, in order."""
-    from deephyperx.training import batches
+    from deephyperx.sampling import batches
 
     for batch in batches(maker, batch_size):
         yield spectra_of(batch), batch.target

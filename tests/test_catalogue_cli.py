@@ -14,10 +14,17 @@ import numpy as np
 import pytest
 import torch
 
+import main as main_py
 from deephyperx import checkpoint as ckpt
-from deephyperx.catalogue_cli import CatalogueRun, command, experiment_id, file_sha256, main
+from deephyperx.catalogue_cli import CatalogueRun, experiment_id, file_sha256
 from deephyperx.scene_catalogue import load_catalogue, write_catalogue
 from test_scene_catalogue import TEST_TILES, write_tiles
+
+
+def command(argv: list[str]) -> int:
+    """``main.py catalogue ARGV`` in this process."""
+    return main_py.main(["catalogue", *argv])
+
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["class 1", "class 2", "class 3"]  # the names main.py gives a custom scene's classes
@@ -63,7 +70,6 @@ def test_hu_trained_on_a_catalogue_scores_held_out_scenes(trained, catalogue):
 def test_model_pt_has_the_runner_format_and_maps_a_single_scene(trained, catalogue, tmp_path):
     """main.py --restore model.pt --epoch 0 on one held-out tile: the checkpoint carries what the
     single-scene runner needs (model, bands, classes, normaliser, no projection)."""
-    import main as main_py
 
     data = ckpt.load_checkpoint(trained / "model.pt")
     assert data["config"]["model"] == "hu" and data["n_bands"] == 16 and data["class_names"] == CLASSES
@@ -114,7 +120,7 @@ def _bad_label_catalogue(catalogue: Path) -> Path:
     ("dense model", "predicts dense label patches"),
     ("segmentation model", "does not run"),
     ("cache too small", "raise --cache_bytes"),
-    ("bad size", "give a positive number of bytes"),
+    ("bad size", "--cache_bytes"),
 ])
 def test_bad_input_exits_2_with_one_line_and_leaves_nothing(case, expected, catalogue, tmp_path, capsys):
     path = {"missing catalogue": tmp_path / "none.yaml",
@@ -122,16 +128,16 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(case, expected, cata
     flags = {"dense model": ["--model", "lee"], "segmentation model": ["--model", "segnet"],
              "cache too small": ["--cache_bytes", "10kB"], "bad size": ["--cache_bytes", "lots"]}.get(case, [])
     argv = ["--catalogue", str(path), *TRAIN_FLAGS, "--out", str(tmp_path / "out"), *flags]
-    assert main(argv) == 2
+    assert command(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and expected in err and "\n" not in err
     assert not (tmp_path / "out").exists()
 
 
-def test_the_module_entry_point_exits_2_on_a_bad_catalogue(tmp_path):
+def test_the_command_line_exits_2_on_a_bad_catalogue(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("class_names: [a, b]\nscenes: [{cube: missing.npy, labels: missing_gt.npy}]\n")
-    done = subprocess.run([sys.executable, "-m", "deephyperx.catalogue_cli", "--catalogue", str(bad), "--model", "hu"],
+    done = subprocess.run([sys.executable, "main.py", "catalogue", "--catalogue", str(bad), "--model", "hu"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "missing.npy: no such file" in done.stderr

@@ -31,7 +31,8 @@ from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
 from deephyperx.seeding import torch_generator
 from deephyperx.steps import get_step
 from deephyperx.synthetic import make_synthetic_scene
-from deephyperx.training import Trainer, TrainingData, batches, training_batches
+from deephyperx.sampling import batches
+from deephyperx.training import Trainer, TrainingData, require_data_parallel_step, training_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 #: hu on the embedded scene: 30 quick epochs that converge; 50 per rank x 2 = the single run's 100.
@@ -245,10 +246,10 @@ def test_steps_that_make_their_own_updates_are_refused():
     model = torch.nn.Linear(2, 2)
     for name in ("supervised", "semi_supervised_reconstruction"):
         step = get_step(name)
-        distributed.require_data_parallel_step(step, step.build_optimizers(model, {"optimizer": "sgd", "lr": 0.1}), {})
+        require_data_parallel_step(step, step.build_optimizers(model, {"optimizer": "sgd", "lr": 0.1}), {})
     for name in ("wgan_gp_ac", "cvae"):
         with pytest.raises(UserError, match="one process"):
-            distributed.require_data_parallel_step(get_step(name), {"model": None},
+            require_data_parallel_step(get_step(name), {"model": None},
                                                    {"model": name, "supervision": name})
 
 

@@ -14,7 +14,7 @@ import torch
 from deephyperx import sampling
 from deephyperx.prefetch import Prefetcher, patch_batches, prefetch, resolve_depth
 from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
-from deephyperx.training import batches
+from deephyperx.sampling import batches
 
 
 def small_maker(patch_size: int = 3, dense: bool = False) -> BatchMaker:

@@ -15,15 +15,16 @@ import torch
 from PIL import Image
 
 from deephyperx.catalogue_sampling import (BlockCache, CatalogueMaker, CatalogueSource, batch_order, build_index,
-                                           choose_block_rows, fit_catalogue_normaliser, parse_bytes)
+                                           choose_block_rows, fit_catalogue_normaliser)
 from deephyperx.errors import UserError
+from deephyperx.sizes import parse_size
 from deephyperx.preprocessing import fit_normaliser
 from deephyperx.sampling import Augmentation, PatchSampler
 from deephyperx.scene import IGNORE
 from deephyperx.scene_catalogue import NONE, TEST, TRAIN, VAL, load_catalogue, write_catalogue
 from deephyperx.seeding import torch_generator
 from deephyperx.synthetic import make_synthetic_scene
-from deephyperx.training import batches
+from deephyperx.sampling import batches
 
 TILE = 32
 GRID = (3, 4)
@@ -312,9 +313,9 @@ def test_a_cache_too_small_for_one_block_is_refused_before_reading(tiles):
         choose_block_rows(catalogue, 5, 20_000, 8)
     with pytest.raises(UserError, match="read whole"):  # the ENVI tile with PNG labels is one block
         choose_block_rows(catalogue, 5, 45_000, 6)
-    assert parse_bytes("256MB") == 256_000_000 and parse_bytes("1GiB") == 2 ** 30 and parse_bytes(4096) == 4096
+    assert parse_size("256MB") == 256_000_000 and parse_size("1GiB") == 2 ** 30 and parse_size(4096) == 4096
     with pytest.raises(UserError, match="256XB"):
-        parse_bytes("256XB")
+        parse_size("256XB")
 
 
 # ----- real data ----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from deephyperx.scene import IGNORE
 from deephyperx.tiles import Region, Tile, TileSet, ValueDecoder
 from deephyperx.tile_sampling import (RandomCrops, TileReader, fit_source_normalisers, hold_out_rows,
                                       resolve_region)
-from deephyperx.training import batches
+from deephyperx.sampling import batches
 
 
 class RecordingTileSet(TileSet):

@@ -16,7 +16,7 @@ import spectral.io.envi as envi
 import tifffile
 import torch
 
-import models  # noqa: F401  (registers the zoo)
+import main  # the command line: its plugins (and the zoo)
 from deephyperx.checkpoint import save_checkpoint
 from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
@@ -28,8 +28,8 @@ from deephyperx.runner import run_experiment
 from deephyperx.sampling import PatchSampler
 from deephyperx.scene import IGNORE
 from deephyperx.seeding import seed_everything
-from deephyperx.tiled_mapping import (TilePlan, load_mapping_model, map_scene, parse_memory, plan_mapping,
-                                      prepare_job)
+from deephyperx.sizes import parse_size
+from deephyperx.tiled_mapping import TilePlan, load_mapping_model, map_scene, plan_mapping, prepare_job
 from deephyperx.lazy_cube import open_lazy_cube
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,13 +119,13 @@ def scene(tmp_path_factory) -> dict:
 # ----- tiles and budget --------------------------------------------------------------------------
 
 def test_memory_sizes_are_read_like_dask():
-    assert parse_memory("2GB") == 2 * 10 ** 9
-    assert parse_memory("500 MB") == 500 * 10 ** 6
-    assert parse_memory("1.5GiB") == 3 * 2 ** 29
-    assert parse_memory(1000) == 1000
+    assert parse_size("2GB") == 2 * 10 ** 9
+    assert parse_size("500 MB") == 500 * 10 ** 6
+    assert parse_size("1.5GiB") == 3 * 2 ** 29
+    assert parse_size(1000) == 1000
     for bad in ("lots", "2 GBs", "-1MB", "0"):
-        with pytest.raises(UserError, match="memory size"):
-            parse_memory(bad)
+        with pytest.raises(UserError, match="size"):
+            parse_size(bad)
 
 
 def test_tiles_cover_the_scene_and_their_halo_is_the_scene_padding(scene):
@@ -198,10 +198,10 @@ def test_a_small_budget_forces_many_tiles_within_it(tmp_path):
     np.save(tmp_path / "cube.npy", cube)
     checkpoint = save_model(tmp_path / "hamida.pt", "hamida", cube)
     model, lazy = load_mapping_model(checkpoint), open_lazy_cube(tmp_path / "cube.npy")
-    budget = parse_memory("500KB")
+    budget = parse_size("500KB")
     plan, _, memory = plan_mapping(model, lazy, budget)
     assert memory.total <= budget and len(plan) >= 9
-    assert len(plan_mapping(model, lazy, parse_memory("1GB"))[0]) == 1  # a roomy budget: one tile
+    assert len(plan_mapping(model, lazy, parse_size("1GB"))[0]) == 1  # a roomy budget: one tile
     report = map_scene(checkpoint, tmp_path / "cube.npy", tmp_path / "map.npy", memory_budget="500KB",
                        progress=False)
     assert report.tiles == len(plan) and report.estimated_peak <= budget
@@ -213,12 +213,12 @@ def test_a_budget_below_one_tile_is_refused_before_anything_is_written(scene, tm
         map_scene(scene["checkpoint"], scene["path"], tmp_path / "map.tif", memory_budget="10KB", progress=False)
     message = str(error.value)
     needed = message.split("needs ")[1].split(")")[0]
-    assert message.startswith("memory budget 10 KB cannot hold one 16x16 tile of 10 bands for model hamida")
+    assert message.startswith("memory budget 10.0 kB cannot hold one 16x16 tile of 10 bands for model hamida")
     assert f"raise --memory_budget to at least {needed}" in message
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(UserError, match="cannot hold"):
         map_scene(scene["checkpoint"], scene["path"], tmp_path / "map.tif", progress=False,
-                  memory_budget=str(parse_memory(needed) - 1000))
+                  memory_budget=str(parse_size(needed) - 1000))
     map_scene(scene["checkpoint"], scene["path"], tmp_path / "map.tif", memory_budget=needed, progress=False)
 
 
@@ -298,7 +298,7 @@ def test_a_checkpoint_written_by_a_run_maps_to_the_runs_own_prediction(small_sce
 
 def test_the_command_line_maps_a_scene(scene, tmp_path, capsys):
     assert command(["--restore", str(scene["checkpoint"]), "--cube", str(scene["path"]), "--out",
-                    str(tmp_path / "map.h5"), "--memory_budget", "50MB", "--no_progress"]) == 0
+                    str(tmp_path / "map.h5"), "--memory_budget", "50MB", "--no_progress"], main.plugins()) == 0
     np.testing.assert_array_equal(read_map(tmp_path / "map.h5"), scene["reference"])
     assert "map 23x19 written to" in capsys.readouterr().err
 
@@ -318,14 +318,20 @@ def test_bad_command_lines_are_one_line_errors(scene, tmp_path, monkeypatch, arg
     monkeypatch.chdir(tmp_path)
     argv = [a.format(ckpt=scene["checkpoint"], cube=scene["path"]) for a in argv]
     with pytest.raises(UserError, match=pattern) as error:
-        command(argv)
+        command(argv, main.plugins())
     assert "\n" not in str(error.value)
     assert not list(tmp_path.glob("m.*"))
 
 
 def test_a_bad_command_line_exits_with_status_2_and_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "deephyperx.mapping_cli", "--restore", "m.pt", "--cube",
+    result = subprocess.run([sys.executable, "main.py", "map", "--restore", "m.pt", "--cube",
                              str(tmp_path / "none.npy"), "--out", str(tmp_path / "m.tif"), "--workers", "two"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: argument --workers: invalid int")
+
+
+@pytest.mark.parametrize("text", ["2G", "2GB", "2 gb", "2000M", "2000MB", "2e9", 2_000_000_000])
+def test_every_way_of_writing_two_gigabytes_is_read_alike(text):
+    assert parse_size(text) == 2 * 10 ** 9
+    assert parse_size("2GiB") == parse_size("2048MiB") == 2 * 2 ** 30

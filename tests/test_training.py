@@ -323,7 +323,7 @@ def test_pca_reduction_inside_the_pipeline_and_restored_with_the_model(small_sce
 
 def test_epoch_of_a_sample_count_draws_shuffled_passes():
     """``n_samples`` makes an epoch of that many samples: whole shuffled passes, then a part."""
-    from deephyperx.training import batches
+    from deephyperx.sampling import batches
 
     class Counter:
         def __len__(self):
