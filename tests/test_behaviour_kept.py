@@ -1,6 +1,7 @@
 """Behaviour kept: a fixed set of commands gives, to the last bit, the numbers recorded before the
 engine's structure changed (every metric of ``metrics.json``, ``generation.json`` and ``bench.json``
-except times, paths and the machine's description).
+except times, paths and the machine's description), in experiment folders of the same names (the
+hash of the settings that change the numbers, so that earlier runs still resume).
 
 The numbers of a training depend on the processor's instruction set (torch's kernels add in
 another order with AVX-512 than with AVX2) and on the thread count: the recording names both, the
@@ -70,6 +71,7 @@ def run_command(name: str, out: Path) -> dict[str, Any]:
     assert status == 0, f"{name} exited with {status}"
     (result,) = sorted(out.glob(pattern))
     kept = numbers(json.loads(result.read_text()))
+    kept["folders"] = sorted(path.name for path in out.iterdir())  # experiment folders: their hashes
     if name.startswith("cvae"):  # the generated spectra themselves
         (spectra,) = sorted(out.glob("*/seed0/synthetic.h5"))
         kept["spectra_sha256"] = spectra_digest(spectra)
