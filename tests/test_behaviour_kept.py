@@ -40,6 +40,9 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
                        "*/seed0/metrics.json"),
     "bench nn SVM": (["bench", "--models", "nn", "SVM", "--datasets", "Synthetic", "--epoch", "2", "--out", "{out}"],
                      "bench.json"),
+    "catalogue hu 2 epochs": (["catalogue", "--catalogue", "{catalogue}", "--model", "hu", "--epoch", "2",
+                               "--epoch_samples", "2000", "--batch_size", "32", "--cache_bytes", "300kB",
+                               "--out", "{out}"], "*/seed0/metrics.json"),
 }
 
 #: Keys whose values describe the run's machine, time or place rather than its numbers.
@@ -67,7 +70,8 @@ def run_command(name: str, out: Path) -> dict[str, Any]:
     import main
 
     argv, pattern = COMMANDS[name]
-    status = main.main([a.replace("{out}", str(out)) for a in argv])
+    catalogue = write_small_catalogue(out.parent / "catalogue") if "{catalogue}" in argv else None
+    status = main.main([a.replace("{out}", str(out)).replace("{catalogue}", str(catalogue)) for a in argv])
     assert status == 0, f"{name} exited with {status}"
     (result,) = sorted(out.glob(pattern))
     kept = numbers(json.loads(result.read_text()))
@@ -76,6 +80,16 @@ def run_command(name: str, out: Path) -> dict[str, Any]:
         (spectra,) = sorted(out.glob("*/seed0/synthetic.h5"))
         kept["spectra_sha256"] = spectra_digest(spectra)
     return kept
+
+
+def write_small_catalogue(folder: Path) -> Path:
+    """The 12-tile synthetic catalogue of the catalogue tests (three tiles held out)."""
+    from deephyperx.scene_catalogue import write_catalogue
+    from test_scene_catalogue import TEST_TILES, write_tiles
+
+    entries = write_tiles(folder, seed=4, n_classes=3)
+    return write_catalogue(folder / "tiles.yaml", entries, ["class 1", "class 2", "class 3"], name="tiles",
+                           split={"test_scenes": TEST_TILES})
 
 
 def spectra_digest(path: Path) -> str:
