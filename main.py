@@ -19,15 +19,16 @@ from typing import Any, Optional, Sequence
 
 import datasets
 import models  # noqa: F401  (registers the zoo)
-from deephyperx.config import load_yaml_config, resolve_config
+from deephyperx.bench import BenchSettings
+from deephyperx.config import ClassifySettings, load_yaml_config, resolve_config
 from deephyperx.disk import check_writable_folder
 from deephyperx import distributed
 from deephyperx.errors import UserError
 from deephyperx.metrics import format_percent
 from deephyperx.plugins import Plugins, SceneCatalogue, TileSetCatalogue
-from deephyperx.command_line import OneLineParser, add_monitoring_arguments, add_split_arguments, monitor_factory, \
-    redact_secrets  # noqa: F401
+from deephyperx.command_line import OneLineParser, monitor_factory, redact_secrets
 from deephyperx.registry import chosen_model, get_spec, list_models, require_family
+from deephyperx.settings import add_flags, defaults, given
 from deephyperx.runner import run_experiment
 from deephyperx.scene import Scene
 
@@ -50,73 +51,15 @@ def plugins() -> Plugins:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``main.py``, derived from :class:`~deephyperx.config.ClassifySettings`."""
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    scene = parser.add_argument_group("scene")
-    scene.add_argument("--dataset", help="scene name (see `python main.py list`) or a scene declaration .yaml; "
-                                         "default: IndianPines if its files are in --folder, else the embedded Synthetic scene")
-    scene.add_argument("--folder", help=f"folder holding the scenes (default: $DEEPHYPERX_DATA or {DEFAULT_FOLDER})")
-    scene.add_argument("--cube", help="custom scene: cube file (.mat .npy .h5 .hdr .tif)")
-    scene.add_argument("--gt", help="custom scene: label raster file (0 = unlabelled)")
-    scene.add_argument("--cube_key", help="variable/dataset name inside the cube file")
-    scene.add_argument("--gt_key", help="variable/dataset name inside the label file")
-    scene.add_argument("--download", nargs="+", metavar="NAME", help="download these scenes into --folder and exit")
-    scene.add_argument("--mirror", help="base URL replacing the scenes' download host (or $DEEPHYPERX_MIRROR)")
-    model = parser.add_argument_group("model and training (unset flags keep the model's paper defaults)")
-    model.add_argument("--model", help="model name (see `python main.py list`)")
-    model.add_argument("--epoch", type=int)
-    model.add_argument("--patch_size", type=int)
-    model.add_argument("--lr", type=float, help="learning rate (reaches every neural model)")
-    model.add_argument("--batch_size", type=int)
-    model.add_argument("--optimizer", help="sgd, adam, adamw, adagrad, adadelta or rmsprop")
-    model.add_argument("--weight_decay", type=float)
-    model.add_argument("--class_balancing", action="store_true", default=None, help="inverse median frequency weights")
-    model.add_argument("--normalization", help="standard (per band), minmax (global) or none; fitted on training pixels")
-    model.add_argument("--pca", type=int, metavar="N",
-                       help="project spectra on their first N principal components (fitted on training pixels); "
-                            "replaces the model's own reduction")
-    model.add_argument("--pca_whiten", action="store_true", default=None,
-                       help="with --pca: scale each component to unit variance over the training pixels")
-    model.add_argument("--flip_augmentation", action="store_true", default=None)
-    model.add_argument("--radiation_augmentation", action="store_true", default=None)
-    model.add_argument("--mixture_augmentation", action="store_true", default=None)
-    model.add_argument("--synthetic", metavar="FILE",
-                       help="mix synthetic spectra into training: a spectra file (.h5) or a generator's model.pt "
-                            "written by `main.py generate` (single-spectrum models such as nn, hu)")
-    model.add_argument("--synthetic_ratio", type=float, metavar="R",
-                       help="synthetic spectra per real training pixel, per class in proportion (default 1)")
-    model.add_argument("--keep_best", metavar="SCORE",
-                       help="keep the weights of the epoch with the best validation SCORE (val_oa, val_aa, val_kappa "
-                            "or val_loss) instead of the last epoch's")
-    model.add_argument("--restore", help="checkpoint (model.pt / model.skops) to start from; --epoch 0 only evaluates")
-    model.add_argument("--trust_checkpoint", action="store_true", default=None,
-                       help="load a .skops model that names types deephyperx does not write; such a file "
-                            "can run code when loaded: only for a file you trust")
-    add_split_arguments(parser)
-    run = parser.add_argument_group("run")
-    run.add_argument("--runs", type=int, help="number of runs, seeds seed..seed+runs-1")
-    run.add_argument("--seed", type=int)
-    run.add_argument("--test_stride", type=int, help="stride of sliding-window inference for dense models")
-    run.add_argument("--cuda", type=int, help="GPU index; -1 (default) for the CPU")
-    run.add_argument("--n_jobs", type=int, help="processes for scikit-learn grid searches")
-    run.add_argument("--with_exploration", action="store_true", default=None,
-                     help="also show each class's mean ± std spectrum to the monitors")
-    run.add_argument("--config", help="YAML file of settings (flags given here override it)")
-    add_monitoring_arguments(parser)
-    run.add_argument("--out", help="output folder (default outputs/)")
+    add_flags(parser, ClassifySettings)
     return parser
-
-
-RUN_KEYS = ("epoch", "patch_size", "lr", "batch_size", "optimizer", "weight_decay", "class_balancing",
-            "normalization", "flip_augmentation", "radiation_augmentation", "mixture_augmentation", "restore",
-            "trust_checkpoint", "training_sample", "sampling_mode", "train_set", "test_set", "guard",
-            "block_size", "val_fraction", "runs", "seed", "test_stride", "cuda", "n_jobs", "out", "dataset", "folder",
-            "with_exploration", "keep_best")
 
 
 def cli_settings(args: argparse.Namespace) -> dict[str, Any]:
     """Flags the user gave (None for those left unset)."""
-    settings = {k: getattr(args, k) for k in RUN_KEYS}
-    settings.update(synthetic=args.synthetic, synthetic_ratio=args.synthetic_ratio)
+    settings = given(args, ClassifySettings)
     if args.pca_whiten and args.pca is None:
         raise UserError("--pca_whiten needs --pca N (the number of components to keep)")
     if args.pca is not None:
@@ -189,31 +132,11 @@ def _epochs_cell(defaults: dict[str, Any]) -> str:
 
 
 def build_bench_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="main.py bench", description="Run models x scenes under one protocol and "
-                           "write one comparison table (bench.md/.csv/.json/.png). Interrupted? Run it again.")
-    parser.add_argument("--models", nargs="+", required=True)
-    parser.add_argument("--datasets", nargs="+", required=True)
-    parser.add_argument("--folder")
-    parser.add_argument("--training_sample", type=float)
-    parser.add_argument("--sampling_mode")
-    parser.add_argument("--runs", type=int)
-    parser.add_argument("--runs_for", nargs="+", metavar="MODEL=N",
-                        help="fewer (or more) seeds for some models, e.g. SSRN=1 when five seeds of its full "
-                             "schedule do not fit the machine; the table says each model's runs")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--epoch", type=int, help="override every model's epochs (a shortened schedule is no reproduction)")
-    parser.add_argument("--val_fraction", type=float)
-    parser.add_argument("--keep_best", metavar="SCORE",
-                        help="every model keeps its best validation epoch's weights (val_oa, val_aa, val_kappa, val_loss)")
-    parser.add_argument("--guard", type=int)
-    parser.add_argument("--block_size", type=int)
-    parser.add_argument("--cuda", type=int)
-    parser.add_argument("--n_jobs", type=int)
-    parser.add_argument("--finished_only", action="store_true",
-                        help="train nothing: build the table from the seeds already finished (e.g. by parallel "
-                             "bench processes, one per model or seed); pairs with none are left out")
-    parser.add_argument("--config", help="YAML file of settings applied to every pair")
-    parser.add_argument("--out", default="outputs/bench", help="folder of the experiments and the table")
+    """The flags of ``main.py bench``, derived from :class:`~deephyperx.bench.BenchSettings`."""
+    parser = OneLineParser(prog="main.py bench", help_hint="python main.py bench --help",
+                           description="Run models x scenes under one protocol and write one comparison table "
+                                       "(bench.md/.csv/.json/.png). Interrupted? Run it again.")
+    add_flags(parser, BenchSettings)
     return parser
 
 
@@ -243,14 +166,13 @@ def run_bench_command(argv: Sequence[str]) -> int:
     for name in args.datasets:
         if not name.lower().endswith((".yaml", ".yml")):
             datasets.get_declaration(name)
-    shared = {k: getattr(args, k) for k in ("training_sample", "sampling_mode", "runs", "seed", "epoch",
-                                            "val_fraction", "keep_best", "guard", "block_size", "cuda",
-                                            "n_jobs")}
+    out = args.out or defaults(BenchSettings)["out"]
+    shared = given(args, BenchSettings)
     sample = shared["training_sample"]
     if sample is not None and math.isfinite(sample) and sample > 1:
         shared["training_sample"] = int(sample)
-    shared.update(folder=folder, out=args.out)
-    check_writable_folder(args.out)
+    shared.update(folder=folder, out=out)
+    check_writable_folder(out)
     runs_for = parse_runs_for(args.runs_for, args.models)
     for spec in specs:  # check every configuration before the first run
         resolve_config(spec, file_config, shared, {"runs": runs_for.get(spec.name)})
@@ -265,11 +187,11 @@ def run_bench_command(argv: Sequence[str]) -> int:
 
     command = "python main.py " + " ".join(shlex.quote(a) for a in ["bench", *argv])
     rows = run_bench(args.datasets, args.models, lambda name: datasets.resolve_scene(name, folder), make_config,
-                     Path(args.out), command, finished_only=args.finished_only)
+                     Path(out), command, finished_only=bool(args.finished_only))
     if distributed.is_main():
         for row in rows:
             report_line({**row, "n_runs": row["runs"]})
-        print(f"table: {Path(args.out) / 'bench.md'}")
+        print(f"table: {Path(out) / 'bench.md'}")
     return 0
 
 

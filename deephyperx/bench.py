@@ -7,19 +7,44 @@ interrupted benchmark resumes where it stopped when the same command is given ag
 from __future__ import annotations
 
 import csv
-from collections import Counter
 import io
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from deephyperx.atomic import atomic_path, atomic_write_text
+from deephyperx.config import ClassifySettings
 from deephyperx.metrics import format_percent
 from deephyperx.registry import get_spec
 from deephyperx.reports import save_json
 from deephyperx.runner import EverySeedDiverged, run_experiment
 from deephyperx.scene import Scene
+from deephyperx.settings import setting
+
+
+@dataclass
+class BenchSettings(ClassifySettings):
+    """The settings of ``main.py bench``: models x scenes, each pair an experiment of
+    :class:`~deephyperx.config.ClassifySettings` under the protocol these flags set (a YAML file may
+    set any other setting for every pair)."""
+
+    SHOWN = {"models", "datasets", "runs_for", "finished_only", "folder", "training_sample", "sampling_mode", "runs",
+             "seed", "epoch", "val_fraction", "keep_best", "guard", "block_size", "cuda", "n_jobs", "config", "out"}
+    DEFAULTS = {"out": "outputs/bench"}
+
+    models: Optional[list] = setting(None, config=False, nargs="+", required=True, help="the models to compare")
+    datasets: Optional[list] = setting(None, config=False, nargs="+", required=True,
+                                       help="the scenes (names or .yaml declarations)")
+    runs_for: Optional[list] = setting(None, config=False, nargs="+", metavar="MODEL=N",
+                                       help="fewer (or more) seeds for some models, e.g. SSRN=1 when five seeds of "
+                                            "its full schedule do not fit the machine; the table says each model's runs")
+    finished_only: Optional[bool] = setting(None, config=False, action="store_true",
+                                            help="train nothing: build the table from the seeds already finished "
+                                                 "(e.g. by parallel bench processes, one per model or seed); pairs "
+                                                 "with none are left out")
 
 
 def run_bench(scenes: Sequence[str], models: Sequence[str], load_scene: Callable[[str], Scene],

@@ -24,8 +24,9 @@ import argparse
 import os
 import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -35,65 +36,42 @@ from deephyperx.errors import UserError
 from deephyperx.hashing import file_sha256
 from deephyperx.monitor import Monitor
 from deephyperx.plugins import Plugins
+from deephyperx.settings import CATALOGUE, add_flags, check_types, defaults, given, layer_settings, setting
+from deephyperx.shared_settings import (ClassWeights, ConfigFile, Device, Flips, ModelChoice, ModelDefaults, ModelOptions,
+                                        Output, Radiation, Restore, Seed)
 
-#: Settings of ``main.py catalogue`` that belong to no model (the model's own come from the registry).
-CATALOGUE_DEFAULTS: dict[str, Any] = {
-    "catalogue": None,
-    "catalogue_sha256": None,  # filled by the run: the catalogue file's checksum (experiment identity)
-    "dataset": None,  # the catalogue's name (checkpoints name their data under this key)
-    "cache_bytes": "1GB",
-    "block_rows": None,  # rows per block; None: chosen so that the cache holds several blocks
-    "visit_samples": None,  # patches cut per visit to a block; None: a quarter of a block's pixels
-    "normalization": "standard",
-    "class_balancing": False,
-    "flip_augmentation": False,
-    "radiation_augmentation": False,
-    "seed": 0,
-    "restore": None,
-    "cuda": -1,
-    "out": "outputs/catalogue",
-    "model_args": {},
-}
+@dataclass
+class CatalogueSettings(ModelChoice, ModelDefaults, ModelOptions, ClassWeights, Flips, Radiation, Seed, Device, Output,
+                        Restore, ConfigFile):
+    """The settings of ``main.py catalogue``: a catalogue file of many scenes, the cache that bounds the
+    memory of reading them, and a centre-pixel model's training."""
 
-#: Keys that do not change a run's numbers (left out of the experiment's identity).
-NOT_IN_IDENTITY = {"out", "cuda", "seed", "catalogue"}
+    SHOWN = {"catalogue", "cache_bytes", "block_rows", "visit_samples", "model", "model_args", "epoch", "epoch_samples",
+             "batch_size", "lr", "optimizer", "weight_decay", "patch_size", "normalization", "class_balancing",
+             "flip_augmentation", "radiation_augmentation", "restore", "seed", "cuda", "out", "config"}
+    DEFAULTS = {"out": "outputs/catalogue"}
 
-RUN_KEYS = ("catalogue", "epoch", "epoch_samples", "batch_size", "lr", "optimizer", "weight_decay", "patch_size",
-            "cache_bytes", "block_rows", "visit_samples", "normalization", "class_balancing", "flip_augmentation",
-            "radiation_augmentation", "seed", "restore", "cuda", "out")
+    catalogue: Optional[str] = setting(None, group=CATALOGUE, identity=False,
+                                       help="YAML file listing the scenes, their classes and split")
+    cache_bytes: Union[str, int] = setting("1GB", group=CATALOGUE,
+                                           help="bytes of normalised blocks kept in memory, e.g. 256MB, 1GB (default "
+                                                "1GB)")
+    block_rows: Optional[int] = setting(None, group=CATALOGUE,
+                                        help="rows per block (default: chosen so the cache holds 8 blocks)")
+    visit_samples: Optional[int] = setting(None, group=CATALOGUE,
+                                           help="with --epoch_samples: patches cut each time a block is read (default: "
+                                                "a quarter of a block's training pixels)")
+    #: filled by the run: the catalogue file's checksum (experiment identity)
+    catalogue_sha256: Optional[str] = setting(None, flag=False)
+    #: the catalogue's name (checkpoints name their data under this key)
+    dataset: Optional[str] = setting(None, flag=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``main.py catalogue``, derived from :class:`CatalogueSettings`."""
     parser = OneLineParser(prog="main.py catalogue", help_hint="python main.py catalogue --help", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    data = parser.add_argument_group("catalogue")
-    data.add_argument("--catalogue", help="YAML file listing the scenes, their classes and split")
-    data.add_argument("--cache_bytes", help="bytes of normalised blocks kept in memory, e.g. 256MB, 1GB (default 1GB)")
-    data.add_argument("--block_rows", type=int, help="rows per block (default: chosen so the cache holds 8 blocks)")
-    data.add_argument("--visit_samples", type=int,
-                      help="with --epoch_samples: patches cut each time a block is read (default: a quarter of a "
-                           "block's training pixels)")
-    model = parser.add_argument_group("model and training (unset flags keep the model's paper defaults)")
-    model.add_argument("--model", help="centre-pixel model, e.g. hu, hamida, li, he")
-    model.add_argument("--model_args", nargs="+", metavar="KEY=VALUE", help="model options")
-    model.add_argument("--epoch", type=int)
-    model.add_argument("--epoch_samples", type=int, help="patches per epoch (default: every training pixel once)")
-    model.add_argument("--batch_size", type=int)
-    model.add_argument("--lr", type=float)
-    model.add_argument("--optimizer")
-    model.add_argument("--weight_decay", type=float)
-    model.add_argument("--patch_size", type=int)
-    model.add_argument("--normalization",
-                       help="standard (per band), minmax (global) or none; fitted on training pixels")
-    model.add_argument("--class_balancing", action="store_true", default=None, help="inverse median frequency weights")
-    model.add_argument("--flip_augmentation", action="store_true", default=None)
-    model.add_argument("--radiation_augmentation", action="store_true", default=None)
-    model.add_argument("--restore", help="checkpoint (model.pt) to start from; with --epoch 0 it only evaluates")
-    run = parser.add_argument_group("run")
-    run.add_argument("--seed", type=int)
-    run.add_argument("--cuda", type=int, help="GPU index; -1 (default) for the CPU")
-    run.add_argument("--out", help="output folder (default outputs/catalogue)")
-    run.add_argument("--config", help="YAML file of settings (flags given here override it)")
+    add_flags(parser, CatalogueSettings)
     return parser
 
 
@@ -102,11 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_catalogue_config(spec: Any, *layers: dict[str, Any]) -> dict[str, Any]:
     """Catalogue defaults, the model's training defaults, then ``layers`` (YAML, flags); checked."""
     from deephyperx.sizes import parse_size
-    from deephyperx.config import apply_layers
 
-    config: dict[str, Any] = {**CATALOGUE_DEFAULTS, **spec.training_defaults(), "model": spec.name}
-    config["model_args"] = dict(spec.model_arguments())
-    apply_layers(config, spec.name, layers)
+    base: dict[str, Any] = {**defaults(CatalogueSettings), **spec.training_defaults(), "model": spec.name,
+                            "model_args": dict(spec.model_arguments())}
+    config = layer_settings(base, layers, set(base), spec.name, spec.model_arguments())
+    check_types(config, CatalogueSettings)
     config["cache_bytes"] = parse_size(config["cache_bytes"], "--cache_bytes")
     validate_catalogue_config(config)
     return config
@@ -146,7 +124,7 @@ def experiment_id(config: dict[str, Any]) -> str:
     """A short stable hash of the settings that change a run's numbers."""
     from deephyperx.config import experiment_id as config_id
 
-    return config_id({k: v for k, v in config.items() if k not in NOT_IN_IDENTITY})
+    return config_id(config, CatalogueSettings)
 
 
 # ----- one run ------------------------------------------------------------------------------------------
@@ -375,11 +353,7 @@ def scenes_markdown(metrics: dict[str, Any]) -> str:
 
 def cli_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration keys the flags set (None where unset)."""
-    from deephyperx.segmentation_cli import parse_model_args
-
-    settings = {k: getattr(args, k) for k in RUN_KEYS}
-    settings["model_args"] = parse_model_args(args.model_args)
-    return settings
+    return given(args, CatalogueSettings)
 
 
 def command(argv: Sequence[str], plugins: Plugins) -> int:

@@ -1,6 +1,6 @@
 """What the command lines of ``main.py``, ``main.py generate`` and ``main.py segment`` share: an
-argument parser whose errors are one line, the split and monitoring flags, and the optional
-monitors (visdom, TensorBoard) they ask for."""
+argument parser whose errors are one line, the optional monitors (visdom, TensorBoard) their flags
+ask for (declared in :class:`deephyperx.shared_settings.Monitoring`), and the exit statuses."""
 from __future__ import annotations
 
 import argparse
@@ -25,32 +25,6 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(f"{message} (see {self.help_hint})")
-
-
-def add_split_arguments(parser: argparse.ArgumentParser, title: str = "split") -> None:
-    """The flags choosing a scene's train/test split (and the validation hold-out)."""
-    split = parser.add_argument_group(title)
-    split.add_argument("--training_sample", type=float, help="fraction of labelled pixels (<1) or pixels per class (>1)")
-    split.add_argument("--sampling_mode", help="random, fixed, disjoint or blocks (spatially disjoint with a guard band)")
-    split.add_argument("--train_set", help="label raster of training pixels (with --test_set)")
-    split.add_argument("--test_set", help="label raster of test pixels (with --train_set)")
-    split.add_argument("--guard", type=int, help="blocks mode: guard band width (default patch_size // 2)")
-    split.add_argument("--block_size", type=int, help="blocks mode: block side in pixels (default "
-                       "max(2 x patch, min(H, W) // 15), at most min(H, W) // 6)")
-    split.add_argument("--val_fraction", type=float, help="share of training pixels held out for validation (default 0.05)")
-
-
-def add_monitoring_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``--visdom*`` and ``--tensorboard`` flags."""
-    watch = parser.add_argument_group("monitoring (files and console are always on)")
-    watch.add_argument("--visdom", action="store_true", default=None,
-                       help="plot to visdom even if the server is not up yet (default: only when it answers)")
-    watch.add_argument("--no_visdom", action="store_true", help="never plot to visdom")
-    watch.add_argument("--visdom_server", default="http://127.0.0.1", help="visdom server URL (default http://127.0.0.1)")
-    watch.add_argument("--visdom_port", type=int, default=8097, help="visdom server port (default 8097)")
-    watch.add_argument("--visdom_username", help="visdom login (or $VISDOM_USERNAME)")
-    watch.add_argument("--visdom_password", help="visdom password (or $VISDOM_PASSWORD)")
-    watch.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files under DIR")
 
 
 def monitor_factory(args: argparse.Namespace) -> Optional[Callable[[int], list[Monitor]]]:

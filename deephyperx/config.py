@@ -6,54 +6,66 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
 
 import yaml
 
 from deephyperx.errors import UserError
 from deephyperx.registry import ModelSpec
+from deephyperx.settings import MODEL, SCENE, check_types, defaults, layer_settings, outside_identity, setting
+from deephyperx.shared_settings import (ClassWeights, ConfigFile, Device, Flips, ModelChoice, ModelDefaults, ModelOptions,
+                                        Monitoring, Output, Radiation, Restore, Runs, SceneChoice, Seed, Split,
+                                        Validation)
 from deephyperx.yaml_files import read_yaml_mapping
 
-#: Run settings that belong to no model (the model's own come from the registry).
-RUN_DEFAULTS: dict[str, Any] = {
-    "dataset": None,
-    "folder": "Datasets",
-    "training_sample": 0.1,
-    "sampling_mode": "random",
-    "train_set": None,
-    "test_set": None,
-    "guard": None,
-    "block_size": None,
-    "val_fraction": 0.05,
-    "class_balancing": False,
-    "test_stride": 1,
-    "flip_augmentation": False,
-    "radiation_augmentation": False,
-    "mixture_augmentation": False,
-    "runs": 1,
-    "seed": 0,
-    "restore": None,
-    "cuda": -1,
-    "out": "outputs",
-    "n_jobs": 1,
-    "trust_checkpoint": False,
-    "with_exploration": False,
-    "synthetic": None,  # spectra file (.h5) or generator checkpoint (.pt) whose spectra join training
-    "synthetic_ratio": None,  # synthetic spectra per real training pixel (1 when --synthetic is given)
-    "synthetic_sha256": None,  # filled by the run: the --synthetic file's checksum (experiment identity)
-    "scene_sha256": None,  # filled by the run: a custom scene's content checksum (experiment identity)
-    "train_set_sha256": None,  # filled by the run: the --train_set file's checksum (experiment identity)
-    "test_set_sha256": None,  # filled by the run: the --test_set file's checksum (experiment identity)
-    "keep_best": None,  # a validation score (val_oa, val_loss, ...): keep the best epoch's weights, not the last
-    "model_args": {},
-}
+@dataclass
+class ClassifySettings(ModelChoice, SceneChoice, Split, Validation, ModelDefaults, ModelOptions, ClassWeights, Flips, Radiation,
+                       Runs, Seed, Device, Output, Restore, ConfigFile, Monitoring):
+    """The settings of ``main.py`` (classify a scene's pixels); ``main.py generate`` shares them."""
+
+    pca: Optional[int] = setting(None, group=MODEL, config=False, metavar="N",
+                                 help="project spectra on their first N principal components (fitted on training "
+                                      "pixels); replaces the model's own reduction")
+    pca_whiten: Optional[bool] = setting(None, group=MODEL, config=False, action="store_true",
+                                         help="with --pca: scale each component to unit variance over the training "
+                                              "pixels")
+    mixture_augmentation: bool = setting(False, group=MODEL, action="store_true",
+                                         help="training spectra mixed with others of their class")
+    synthetic: Optional[str] = setting(None, group=MODEL, metavar="FILE",
+                                       help="mix synthetic spectra into training: a spectra file (.h5) or a generator's "
+                                            "model.pt written by `main.py generate` (single-spectrum models such as "
+                                            "nn, hu)")
+    synthetic_ratio: Optional[float] = setting(None, group=MODEL, metavar="R",
+                                               help="synthetic spectra per real training pixel, per class in "
+                                                    "proportion (default 1)")
+    keep_best: Optional[str] = setting(None, group=MODEL, metavar="SCORE",
+                                       help="keep the weights of the epoch with the best validation SCORE (val_oa, "
+                                            "val_aa, val_kappa or val_loss) instead of the last epoch's")
+    trust_checkpoint: bool = setting(False, group=MODEL, identity=False, action="store_true",
+                                     help="load a .skops model that names types deephyperx does not write (they can "
+                                          "run code while the file is read): only for a file you trust")
+    test_stride: int = setting(1, help="stride of sliding-window inference for dense models")
+    n_jobs: int = setting(1, identity=False, help="processes for scikit-learn grid searches (-1: every core)")
+    with_exploration: bool = setting(False, identity=False, action="store_true",
+                                     help="also show each class's mean ± std spectrum to the monitors")
+    download: Optional[list] = setting(None, group=SCENE, config=False, nargs="+", metavar="NAME",
+                                       help="download these scenes into --folder and exit")
+    mirror: Optional[str] = setting(None, group=SCENE, config=False,
+                                    help="base URL replacing the scenes' download host (or $DEEPHYPERX_MIRROR)")
+    # filled by the run, joining the experiment's identity: checksums of what names do not pin down
+    synthetic_sha256: Optional[str] = setting(None, flag=False)
+    scene_sha256: Optional[str] = setting(None, flag=False)
+    train_set_sha256: Optional[str] = setting(None, flag=False)
+    test_set_sha256: Optional[str] = setting(None, flag=False)
+
+
+#: The settings of a run that belong to no model (the model's own come from the registry).
+RUN_DEFAULTS: dict[str, Any] = {k: v for k, v in defaults(ClassifySettings).items()
+                                if k not in defaults(ModelDefaults)}
 
 #: Validation scores that ``keep_best`` can select weights on, and whether higher is better.
 BEST_METRICS = {"val_oa": True, "val_aa": True, "val_kappa": True, "val_loss": False}
-
-#: Keys that change the numbers a run produces (used to name and match run folders).
-_NOT_IN_IDENTITY = {"runs", "out", "folder", "cuda", "n_jobs", "trust_checkpoint", "seed", "with_exploration"}
-
 
 def load_yaml_config(path: Optional[str]) -> dict[str, Any]:
     """Read a ``--config FILE.yaml``: a mapping of the same keys as the command-line flags."""
@@ -62,58 +74,15 @@ def load_yaml_config(path: Optional[str]) -> dict[str, Any]:
     return read_yaml_mapping(path, "config file", "flag: value pairs", empty_ok=True)
 
 
-def resolve_config(spec: ModelSpec, *layers: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge run defaults, the model's training defaults, then ``layers`` (YAML, command line),
-    skipping None values; check the keys and values."""
-    config: dict[str, Any] = {**RUN_DEFAULTS, **spec.training_defaults(), "model": spec.name}
-    config["model_args"] = dict(spec.model_arguments())
-    apply_layers(config, spec.name, layers)
+def resolve_config(spec: ModelSpec, *layers: Mapping[str, Any], declaration: type = ClassifySettings) -> dict[str, Any]:
+    """The declared defaults, the model's training defaults, then ``layers`` (YAML, command line),
+    skipping None values; unknown keys, values of the wrong kind and impossible values refused."""
+    base: dict[str, Any] = {**defaults(declaration), **spec.training_defaults(), "model": spec.name}
+    base["model_args"] = dict(spec.model_arguments())
+    config = layer_settings(base, layers, set(base), spec.name, spec.model_arguments())
+    check_types(config, declaration)
     validate_config(config)
     return config
-
-
-def apply_layers(config: dict[str, Any], model: str, layers: Sequence[Mapping[str, Any]]) -> None:
-    """Apply ``layers`` (YAML file, command line) in order onto ``config``: None values are
-    skipped, keys must exist in ``config``, and ``model_args`` may only name the options already
-    in ``config['model_args']`` (the model's own). One-line errors."""
-    known = set(config)
-    for layer in layers:
-        for key, value in layer.items():
-            if value is None:
-                continue
-            if key not in known:
-                raise UserError(f"unknown setting '{key}'; known settings: {', '.join(sorted(known))}")
-            if key == "model_args":
-                unknown = set(value) - set(config["model_args"])
-                if unknown:
-                    raise UserError(f"model {model} has no option {sorted(unknown)}; "
-                                    f"its options: {sorted(config['model_args']) or 'none'}")
-                for option, given in value.items():
-                    check_option_type(model, option, given, config["model_args"][option])
-                config["model_args"].update(value)
-            else:
-                config[key] = value
-
-
-def check_option_type(model: str, option: str, value: Any, default: Any) -> None:
-    """Refuse a model option whose value is not of its default's kind (a whole number, a number,
-    true/false, a text), naming the option, the value and the default."""
-    if default is None or value is None:
-        return
-    if isinstance(default, bool):
-        fits = isinstance(value, bool)
-    elif isinstance(default, int):
-        fits = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        fits = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    elif isinstance(default, (list, tuple)):
-        fits = isinstance(value, (list, tuple))
-    else:
-        fits = isinstance(value, type(default))
-    if not fits:
-        kind = {bool: "true or false", int: "a whole number", float: "a finite number"}.get(type(default),
-                                                                                          type(default).__name__)
-        raise UserError(f"model {model} option {option}={value!r} must be {kind} (its default is {default!r})")
 
 
 #: Settings that hold a real number when set.
@@ -201,10 +170,12 @@ def model_band_count(config: dict[str, Any], scene_bands: int) -> int:
     return int(reduction["components"]) if reduction else scene_bands
 
 
-def experiment_id(config: dict[str, Any]) -> str:
-    """A short stable hash of the settings that change a run's numbers (unset settings are left
-    out, so adding a new setting whose default is None keeps existing folders' names)."""
-    identity = {k: v for k, v in sorted(config.items()) if k not in _NOT_IN_IDENTITY and v is not None}
+def experiment_id(config: dict[str, Any], declaration: type = ClassifySettings) -> str:
+    """A short stable hash of the settings that change a run's numbers (those ``declaration`` does not
+    mark ``identity=False``; unset settings are left out, so adding a new setting whose default is
+    None keeps existing folders' names)."""
+    excluded = outside_identity(declaration)
+    identity = {k: v for k, v in sorted(config.items()) if k not in excluded and v is not None}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 

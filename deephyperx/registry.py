@@ -13,25 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from deephyperx.errors import UserError
+from deephyperx.settings import defaults
+from deephyperx.shared_settings import ModelDefaults
 
-#: Training settings every model has; a registration overrides what its paper says.
-ENGINE_DEFAULTS: dict[str, Any] = {
-    "patch_size": 1,
-    "epoch": 100,
-    "batch_size": 100,
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "momentum": 0.0,
-    "weight_decay": 0.0,
-    "scheduler": {"name": "plateau", "factor": 0.1, "patience_fraction": 0.25},
-    "loss": "cross_entropy",
-    "supervision": "supervised",
-    "output": "center",  # "center": one label per patch; "dense": a label per patch pixel
-    "inputs": ["cube"],  # rasters fed to forward(), in order: the cube, then scene extras
-    "reduction": None,  # e.g. {"name": "pca", "components": 30, "whiten": True}: fitted on training pixels
-    "normalization": "standard",  # per band, fitted on training pixels; "minmax" or "none" (see preprocessing)
-    "epoch_samples": None,  # samples drawn per epoch (with replacement); None: one pass over the training set
-}
+#: Training settings every model has (declared in :class:`~deephyperx.shared_settings.ModelDefaults`);
+#: a registration overrides what its paper says.
+ENGINE_DEFAULTS: dict[str, Any] = defaults(ModelDefaults)
 
 #: Run settings a registration may also fix, when its paper's protocol says so (e.g. HybridSN
 #: trains on every training pixel: ``val_fraction=0``).

@@ -21,97 +21,22 @@ import argparse
 import shlex
 from typing import Any, Optional, Sequence
 
-import yaml
-
+from deephyperx.command_line import OneLineParser
 from deephyperx.errors import UserError
-from deephyperx.command_line import OneLineParser, add_monitoring_arguments
 from deephyperx.plugins import Plugins, TileSetCatalogue
+from deephyperx.segmentation_run import SegmentSettings
+from deephyperx.settings import add_flags, given, yaml_aliases
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``main.py segment``, derived from :class:`~deephyperx.segmentation_run.SegmentSettings`."""
     parser = OneLineParser(prog="main.py segment", help_hint="python main.py segment --help", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    tiles = parser.add_argument_group("tile set (a catalogue name, a .yaml declaration, or files)")
-    tiles.add_argument("--dataset", help="tile set name (see `main.py segment list`) or a tile-set .yaml file")
-    tiles.add_argument("--folder", help="data folder (default: $DEEPHYPERX_DATA or Datasets)")
-    tiles.add_argument("--tileset_seed", type=int, default=0,
-                       help="seed of generated tile sets and random splits (SyntheticAerial, IndianPinesTwoSensors)")
-    tiles.add_argument("--images", nargs="+", help="custom tile set: one image per tile")
-    tiles.add_argument("--labels", nargs="+", help="custom tile set: one label raster per image")
-    tiles.add_argument("--eroded_labels", nargs="+", help="custom tile set: eroded ground truth per image")
-    tiles.add_argument("--extra", nargs="+", action="extend", metavar="SOURCE=FILES",
-                       help="custom tile set: another co-registered source, e.g. dsm=a.tif,b.tif")
-    tiles.add_argument("--class_names", nargs="+", help="custom tile set: class names")
-    tiles.add_argument("--label_values", nargs="+", type=int, help="custom tile set: label value of each class")
-    tiles.add_argument("--ignored_labels", nargs="+", type=int, help="custom tile set: ignored values (default 0)")
-    tiles.add_argument("--train_tiles", nargs="+", help="custom tile set: training tiles (by image file stem)")
-    tiles.add_argument("--test_tiles", nargs="+", help="custom tile set: test tiles (by image file stem)")
-    tiles.add_argument("--name", help="custom tile set: its name (default: the first image's stem)")
-    model = parser.add_argument_group("model and training (unset flags keep the model's paper defaults)")
-    model.add_argument("--model", help="segmentation model (see `main.py segment list`)")
-    model.add_argument("--sources", nargs="+", help="sources the model reads, in order (default: the model's)")
-    model.add_argument("--model_args", nargs="+", metavar="KEY=VALUE", help="model options, e.g. width=0.25")
-    model.add_argument("--epoch", type=int)
-    model.add_argument("--epoch_samples", type=int, help="random crops per epoch")
-    model.add_argument("--batch_size", type=int)
-    model.add_argument("--lr", type=float)
-    model.add_argument("--optimizer")
-    model.add_argument("--weight_decay", type=float)
-    model.add_argument("--crop", type=int, help="crop side in pixels (a multiple of 32); also the test window")
-    model.add_argument("--stride", type=int, help="sliding-window stride at test time (default: half the crop)")
-    model.add_argument("--no_flip", action="store_true", help="no random flips and rotations of crops")
-    model.add_argument("--class_balancing", action="store_true", default=None, help="inverse median frequency weights")
-    model.add_argument("--focus_class", metavar="CLASS",
-                       help="centre a share of the training crops on pixels of this rare class (e.g. car)")
-    model.add_argument("--focus_fraction", type=float, help="share of training crops centred on --focus_class (default 0.5)")
-    model.add_argument("--normalization", help="standard (per channel, fitted on training regions) or none")
-    model.add_argument("--val_fraction", type=float, help="share of each training region's rows kept for validation")
-    model.add_argument("--restore", help="checkpoint (model.pt) to start from; with --epoch 0 it only evaluates")
-    run = parser.add_argument_group("run")
-    run.add_argument("--runs", type=int)
-    run.add_argument("--seed", type=int)
-    run.add_argument("--reuse_finished", action="store_true", default=None,
-                     help="read back seeds already finished in the experiment's folder instead of running them again")
-    run.add_argument("--out", help="output folder (default outputs/segment)")
-    run.add_argument("--cuda", type=int, help="GPU index; -1 (default) for the CPU")
-    run.add_argument("--predict_train", action="store_true", default=None, help="also score the training regions")
-    run.add_argument("--detect", metavar="CLASS", help="extract the objects of this class (e.g. car) and score them")
-    run.add_argument("--detect_min_pixels", type=int, help="drop objects smaller than this (default 1)")
-    run.add_argument("--detect_iou", type=float, help="box IoU of a match (default 0.5)")
-    run.add_argument("--config", help="YAML file of settings (flags given here override it)")
-    add_monitoring_arguments(parser)
+    add_flags(parser, SegmentSettings)
     return parser
 
 
-#: Flags copied into the configuration under the same name.
-RUN_KEYS = ("epoch", "epoch_samples", "batch_size", "lr", "optimizer", "weight_decay", "stride", "class_balancing",
-            "normalization", "val_fraction", "restore", "runs", "seed", "out", "cuda", "predict_train", "detect",
-            "detect_min_pixels", "detect_iou", "focus_class", "focus_fraction", "reuse_finished")
-
-#: Flag names accepted in a --config file for the configuration keys they set.
-FILE_ALIASES = {"crop": "patch_size", "sources": "inputs"}
-
 CUSTOM_KEYS = ("images", "labels", "eroded_labels", "extra", "class_names", "label_values", "ignored_labels",
                "train_tiles", "test_tiles", "name")
-
-
-def parse_model_args(items: Optional[Sequence[str]]) -> Optional[dict[str, Any]]:
-    """``["width=0.25", "vgg_weights=vgg.pth"]`` -> ``{"width": 0.25, "vgg_weights": "vgg.pth"}``
-    (values read as plain YAML data: a ``!!python/...`` tag is refused, never run)."""
-    if not items:
-        return None
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--model_args {item!r}: write KEY=VALUE, e.g. width=0.25")
-        try:
-            options[key] = yaml.safe_load(value) if value else None
-        except yaml.constructor.ConstructorError:
-            raise UserError(f"--model_args {item!r}: the value holds a YAML tag that builds an object; give a "
-                            "plain number, word or list, e.g. width=0.25") from None
-        except yaml.YAMLError:
-            options[key] = value
-    return options
 
 
 def parse_extras(items: Optional[Sequence[str]]) -> dict[str, list[str]]:
@@ -129,11 +54,7 @@ def parse_extras(items: Optional[Sequence[str]]) -> dict[str, list[str]]:
 
 def cli_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration keys the flags set (None where unset)."""
-    settings = {k: getattr(args, k) for k in RUN_KEYS}
-    settings["patch_size"] = args.crop
-    settings["inputs"] = list(args.sources) if args.sources else None
-    settings["model_args"] = parse_model_args(args.model_args)
-    settings["flip_augmentation"] = False if args.no_flip else None
+    settings = given(args, SegmentSettings)
     custom = {k: getattr(args, k) for k in CUSTOM_KEYS if getattr(args, k) is not None}
     settings["custom"] = custom or None
     return settings
@@ -214,7 +135,8 @@ def command(argv: list[str], plugins: Plugins) -> int:
     settings = cli_settings(args)
     folder = plugins.folder(args.folder, file_config.get("folder"))
     settings["folder"] = folder
-    file_layer = {FILE_ALIASES.get(k, k): v for k, v in file_config.items() if k != "model"}
+    aliases = yaml_aliases(SegmentSettings)
+    file_layer = {aliases.get(k, k): v for k, v in file_config.items() if k != "model"}
     config = resolve_segmentation_config(spec, file_layer, settings)
     check_writable_folder(config["out"])
     tileset = load_tileset(args, file_config, folder, plugins.tilesets)

@@ -10,8 +10,6 @@ the checkpoint. Several seeds give mean ± std (``results.json`` / ``results.md`
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -25,7 +23,8 @@ import torch
 from deephyperx import checkpoint as ckpt
 from deephyperx import segmentation_steps  # noqa: F401  (registers the segmentation training steps)
 from deephyperx.atomic import atomic_path, atomic_write_text, replace_directory
-from deephyperx.config import apply_layers, check_shared_settings
+from deephyperx.config import check_shared_settings
+from deephyperx.config import experiment_id as config_experiment_id
 from deephyperx.errors import UserError
 from deephyperx.experiment_lock import claim_seeds, experiment_lock
 from deephyperx.file_monitor import FileMonitor
@@ -42,6 +41,9 @@ from deephyperx.scene import IGNORE
 from deephyperx.seeding import seed_everything
 from deephyperx.segmentation_reports import (aggregate_markdown, display_step, run_markdown,
                                              save_label_png)
+from deephyperx.settings import MODEL, TILES, check_types, defaults, layer_settings, setting
+from deephyperx.shared_settings import (ClassWeights, ConfigFile, Device, Flips, ModelChoice, ModelDefaults, ModelOptions,
+                                        Monitoring, Output, Restore, Runs, SceneChoice, Seed, Validation)
 from deephyperx.sliding_window import check_window, predict_tile
 from deephyperx.steps import get_step
 from deephyperx.tile_sampling import (RandomCrops, ResolvedRegion, TileReader, row_chunks, fit_source_normalisers,
@@ -54,34 +56,64 @@ SIZE_MULTIPLE = 32
 #: Share of training crops centred on ``--focus_class`` pixels when no ``--focus_fraction`` is given.
 DEFAULT_FOCUS_FRACTION = 0.5
 
-#: Settings of ``main.py segment`` that belong to no model (the model's own come from the registry).
-SEGMENT_DEFAULTS: dict[str, Any] = {
-    "dataset": None,
-    "folder": "Datasets",
-    "custom": None,  # a tile set declared on the command line: its files and classes
-    "stride": None,  # sliding-window stride at test time; None: half the crop
-    "val_fraction": 0.0,  # share of each training region's rows held out for validation crops
-    "normalization": "standard",
-    "class_balancing": False,
-    "flip_augmentation": True,  # the 8 flips/rotations of each crop
-    "predict_train": False,  # also predict and score the training regions
-    "detect": None,  # class name: extract its objects from the prediction (segment-before-detect)
-    "detect_min_pixels": 1,
-    "detect_iou": 0.5,
-    "focus_class": None,  # class name: centre a share of the training crops on its pixels
-    "focus_fraction": None,  # that share; None: 0.5 with focus_class
-    "runs": 1,
-    "seed": 0,
-    "reuse_finished": False,  # read back seeds whose folder is complete instead of running them again
-    "restore": None,
-    "cuda": -1,
-    "out": "outputs/segment",
-    "model_args": {},
-}
+@dataclass
+class SegmentSettings(ModelChoice, SceneChoice, Validation, ModelDefaults, ModelOptions, ClassWeights, Flips, Runs, Seed,
+                      Device, Output, Restore, ConfigFile, Monitoring):
+    """The settings of ``main.py segment``: a tile set (a catalogue name, a .yaml declaration or files
+    given as flags), a segmentation model and its training, sliding-window inference, detection."""
 
-#: Keys that do not change a run's numbers (left out of the experiment's identity).
-NOT_IN_IDENTITY = {"runs", "out", "folder", "cuda", "seed", "detect", "detect_min_pixels", "detect_iou",
-                   "predict_train", "reuse_finished"}
+    SHOWN = {"dataset", "folder", "tileset_seed", "images", "labels", "eroded_labels", "extra", "class_names",
+             "label_values", "ignored_labels", "train_tiles", "test_tiles", "name", "model", "inputs", "model_args",
+             "epoch", "epoch_samples", "batch_size", "lr", "optimizer", "weight_decay", "patch_size", "stride",
+             "flip_augmentation", "class_balancing", "focus_class", "focus_fraction", "normalization", "val_fraction",
+             "restore", "runs", "seed", "reuse_finished", "out", "cuda", "predict_train", "detect",
+             "detect_min_pixels", "detect_iou", "config", "visdom", "no_visdom", "visdom_server", "visdom_port",
+             "visdom_username", "visdom_password", "tensorboard"}
+    DEFAULTS = {"val_fraction": 0.0, "flip_augmentation": True, "out": "outputs/segment"}
+    FLAGS = {
+        "patch_size": {"flag": "--crop", "help": "crop side in pixels (a multiple of 32); also the test window"},
+        "inputs": {"flag": "--sources", "nargs": "+", "help": "sources the model reads, in order (default: the model's)"},
+        "flip_augmentation": {"flag": "--no_flip", "action": "store_const", "const": False,
+                              "help": "no random flips and rotations of crops"},
+    }
+
+    tileset_seed: int = setting(0, group=TILES, config=False, flag_default=0,
+                                help="seed of generated tile sets and random splits (SyntheticAerial, "
+                                     "IndianPinesTwoSensors)")
+    images: Optional[list] = setting(None, group=TILES, config=False, nargs="+", help="custom tile set: one image per tile")
+    labels: Optional[list] = setting(None, group=TILES, config=False, nargs="+",
+                                     help="custom tile set: one label raster per image")
+    eroded_labels: Optional[list] = setting(None, group=TILES, config=False, nargs="+",
+                                            help="custom tile set: eroded ground truth per image")
+    extra: Optional[list] = setting(None, group=TILES, config=False, nargs="+", action="extend", metavar="SOURCE=FILES",
+                                    help="custom tile set: another co-registered source, e.g. dsm=a.tif,b.tif")
+    class_names: Optional[list] = setting(None, group=TILES, config=False, nargs="+", help="custom tile set: class names")
+    label_values: Optional[list] = setting(None, group=TILES, config=False, nargs="+", type=int,
+                                           help="custom tile set: label value of each class")
+    ignored_labels: Optional[list] = setting(None, group=TILES, config=False, nargs="+", type=int,
+                                             help="custom tile set: ignored values (default 0)")
+    train_tiles: Optional[list] = setting(None, group=TILES, config=False, nargs="+",
+                                          help="custom tile set: training tiles (by image file stem)")
+    test_tiles: Optional[list] = setting(None, group=TILES, config=False, nargs="+",
+                                         help="custom tile set: test tiles (by image file stem)")
+    name: Optional[str] = setting(None, group=TILES, config=False,
+                                  help="custom tile set: its name (default: the first image's stem)")
+    #: a tile set declared on the command line: its files and classes
+    custom: Optional[dict] = setting(None, flag=False)
+    stride: Optional[int] = setting(None, group=MODEL, help="sliding-window stride at test time (default: half the crop)")
+    focus_class: Optional[str] = setting(None, group=MODEL, metavar="CLASS",
+                                         help="centre a share of the training crops on pixels of this rare class "
+                                              "(e.g. car)")
+    focus_fraction: Optional[float] = setting(None, group=MODEL,
+                                              help="share of training crops centred on --focus_class (default 0.5)")
+    predict_train: bool = setting(False, identity=False, action="store_true", help="also score the training regions")
+    reuse_finished: bool = setting(False, identity=False, action="store_true",
+                                   help="read back seeds already finished in the experiment's folder instead of "
+                                        "running them again")
+    detect: Optional[str] = setting(None, identity=False, metavar="CLASS",
+                                    help="extract the objects of this class (e.g. car) and score them")
+    detect_min_pixels: int = setting(1, identity=False, help="drop objects smaller than this (default 1)")
+    detect_iou: float = setting(0.5, identity=False, help="box IoU of a match (default 0.5)")
 
 
 # ----- configuration ----------------------------------------------------------------------------
@@ -89,12 +121,13 @@ NOT_IN_IDENTITY = {"runs", "out", "folder", "cuda", "seed", "detect", "detect_mi
 def resolve_segmentation_config(spec: ModelSpec, *layers: Mapping[str, Any]) -> dict[str, Any]:
     """Merge the segment defaults, the model's training defaults and ``layers`` (YAML file, command
     line), skipping None values; check keys and values."""
-    config: dict[str, Any] = {**SEGMENT_DEFAULTS, **spec.training_defaults(), "model": spec.name}
-    config["model_args"] = dict(spec.model_arguments())
-    config["model_args"].pop("source_names", None)  # the runner names the sources itself
-    apply_layers(config, spec.name, layers)
+    options = {k: v for k, v in spec.model_arguments().items() if k != "source_names"}  # the runner names sources
+    base: dict[str, Any] = {**defaults(SegmentSettings), **spec.training_defaults(), "model": spec.name,
+                            "model_args": dict(options)}
+    config = layer_settings(base, layers, set(base), spec.name, options)
     if config["stride"] is None:
         config["stride"] = max(1, int(config["patch_size"]) // 2)
+    check_types(config, SegmentSettings)
     validate_segmentation_config(config)
     return config
 
@@ -136,8 +169,7 @@ def validate_segmentation_config(config: dict[str, Any]) -> None:
 
 def experiment_id(config: dict[str, Any]) -> str:
     """A short stable hash of the settings that change a run's numbers."""
-    identity = {k: v for k, v in sorted(config.items()) if k not in NOT_IN_IDENTITY and v is not None}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return config_experiment_id(config, SegmentSettings)
 
 
 def experiment_folder(config: dict[str, Any], tileset_name: str) -> Path:
