@@ -42,7 +42,7 @@ import datasets
 from datasets import MIRROR_ENV, RemoteFile
 from deephyperx.atomic import atomic_path, atomic_write_text
 from deephyperx.errors import DataNotFoundError, UserError
-from deephyperx.readers import open_npy
+from deephyperx.lazy_cube import open_npy
 from deephyperx.safe_paths import check_name
 from deephyperx.scene import default_palette
 from deephyperx.tiles import (ColourDecoder, Region, Tile, TileSet, ValueDecoder, raster_info)

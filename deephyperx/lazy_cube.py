@@ -1,25 +1,28 @@
-"""Hyperspectral cubes opened without loading them: windows are read on demand.
+"""Raster files opened without loading them: the one place that reads a cube, a label map or an image.
 
-:func:`open_lazy_cube` returns a :class:`LazyCube` of shape (H, W, B) whose :meth:`LazyCube.read`
-gives one (row0, row1, col0, col1) window as float32, whatever the file holds:
+:func:`open_lazy_cube` opens any raster file the toolbox reads (``.npy``, HDF5 ``.h5``/``.hdf5``,
+MATLAB ``.mat`` v5 and v7.3, ENVI ``.hdr``, (Geo)TIFF, PNG/JPEG/BMP) as a :class:`LazyCube` of shape
+(H, W, B) without reading its pixels: scenes and custom cubes, label rasters and split maps, tile sets,
+catalogues and out-of-core mapping all go through it. :meth:`LazyCube.read` gives one (row0, row1,
+col0, col1) window as float32; :meth:`LazyCube.as_array` the whole raster in the file's own data type,
+memory-mapped where the file allows, as (H, W) when the file holds a plane and (H, W, B) otherwise.
 
-* ``.npy`` (header read by ``np.load(mmap_mode='r')``), ENVI (``.hdr``, header read by
-  ``spectral``; BIP, BIL or BSQ) and uncompressed, contiguous (Geo)TIFF: positional reads of the
-  window's bytes (:class:`RawCube`);
+* ``.npy`` (header read by ``np.load(mmap_mode='r')``), ENVI (BIP, BIL or BSQ) and uncompressed,
+  contiguous (Geo)TIFF: positional reads of the window's bytes (:class:`RawCube`); a Fortran-ordered
+  ``.npy`` through a memory map (:class:`MappedCube`);
 * HDF5 (``.h5``, ``.hdf5``, MATLAB v7.3 ``.mat``): a slice of the dataset, so only the chunks the
-  window touches are read (MATLAB's column-major arrays are seen transposed by HDF5: undone here,
-  as :mod:`deephyperx.readers` does);
+  window touches are read (MATLAB's column-major arrays are seen transposed by HDF5: undone here);
 * compressed or tiled (Geo)TIFF: rasterio windows when rasterio is installed, else only the strips
-  or tiles the window touches, decoded by tifffile.
+  or tiles the window touches, decoded by tifffile;
+* MATLAB v5 and Pillow images cannot be read by window: they are loaded whole
+  (:attr:`LazyCube.resident_bytes` tells the memory budget).
 
 Positional reads rather than memory maps keep what a window costs predictable: the kernel maps
-pages around each page a memory map touches, several times a narrow window's size. MATLAB v5
-files cannot be read by window: they are loaded whole (they are small by nature;
-:attr:`LazyCube.resident_bytes` tells the memory budget).
-
+pages around each page a memory map touches, several times a narrow window's size.
 :attr:`LazyCube.georeference` keeps what is needed to give a map the cube's georeferencing
-(GeoTIFF tags, ENVI ``map info``). A window that cannot be read raises a one-line
-:class:`~deephyperx.errors.UserError` naming the file and the window.
+(GeoTIFF tags, ENVI ``map info``). A file that cannot be read (missing, of an unknown type, damaged,
+an array of Python objects, which is never unpickled) raises a one-line
+:class:`~deephyperx.errors.UserError` naming the file.
 """
 from __future__ import annotations
 
@@ -27,15 +30,22 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
 from deephyperx.errors import UserError
-from deephyperx.readers import _choose_key, _h5_dataset_names, _MATLAB_NUMERIC, open_npy
-from deephyperx.tiles import Raster, Window, _info_from_axes
 
 PathLike = Union[str, Path]
+#: (row0, row1, col0, col1), half-open, in pixels.
+Window = tuple[int, int, int, int]
+
+#: MATLAB classes that hold a numeric array (``scipy.io.whosmat`` names).
+_MATLAB_NUMERIC = {"double", "single", "logical", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+                   "uint64"}
+#: Image files decoded whole through Pillow.
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
 
 #: GeoTIFF and GDAL tags read from a TIFF cube: code -> name.
 GEOTIFF_TAGS = {
@@ -122,16 +132,136 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# ----- formats: keys, headers, rasters in memory ----------------------------------------------------
+
+def _choose_key(path: Path, key: Optional[str], keys: list[str], kind: str) -> str:
+    """Return ``key`` if present, or the only array when ``key`` is None; else say which keys exist."""
+    if key is not None:
+        if key not in keys:
+            raise UserError(f"{path}: no {kind} named '{key}'; the file holds {_key_list(keys)}")
+        return key
+    if len(keys) == 1:
+        return keys[0]
+    if not keys:
+        raise UserError(f"{path}: the file holds no numeric array; check that it is the right file")
+    raise UserError(f"{path}: the file holds several arrays ({_key_list(keys)}); name the one to use with a key")
+
+
+def _key_list(keys: list[str]) -> str:
+    return ", ".join(repr(k) for k in keys) if keys else "no arrays"
+
+
+def _h5_dataset_names(handle) -> list[str]:
+    """Names of every numeric dataset in an open HDF5 file, groups walked recursively."""
+    import h5py
+
+    names: list[str] = []
+
+    def visit(name: str, item) -> None:
+        if isinstance(item, h5py.Dataset) and item.dtype.kind in "biuf":
+            names.append(name)
+
+    handle.visititems(visit)
+    return names
+
+
+def open_npy(path: PathLike) -> np.ndarray:
+    """A .npy file memory-mapped read-only. Its objects are never unpickled: a file of Python objects
+    (which could run code when loaded) is refused with one line, as is a file without a .npy header."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise UserError(f"{path}: no NumPy .npy header; give a file written by numpy.save")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:
+        if "allow_pickle" in str(error) or "object" in str(error).lower():
+            raise UserError(f"{path} holds Python objects, which are never loaded (they could run code); "
+                            "give a numeric array saved with numpy.save") from None
+        raise
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """Size of a raster, read from its header when the format allows."""
+
+    rows: int
+    cols: int
+    channels: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.rows, self.cols
+
+
+class Raster:
+    """An opened raster: ``data`` with named axes (``Y``, ``X``, others = channels).
+
+    ``data`` may be a memory map (then :meth:`read` touches only the window) or an array
+    decoded in memory.
+    """
+
+    def __init__(self, path: str, data: np.ndarray, axes: str) -> None:
+        if len(axes) != data.ndim or "Y" not in axes or "X" not in axes:
+            raise UserError(f"{path}: a raster of shape {data.shape} (axes '{axes}') has no image plane; "
+                            "give a (rows, cols) or (rows, cols, channels) raster")
+        self.path, self.data, self.axes = path, data, axes
+        self._y, self._x = axes.index("Y"), axes.index("X")
+        self._others = [i for i in range(data.ndim) if i not in (self._y, self._x)]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.data.shape[self._y]), int(self.data.shape[self._x])
+
+    @property
+    def channels(self) -> int:
+        return int(np.prod([self.data.shape[i] for i in self._others])) if self._others else 1
+
+    @property
+    def memory_mapped(self) -> bool:
+        return isinstance(self.data, np.memmap)
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes this raster holds in memory (0 for a memory map)."""
+        return 0 if self.memory_mapped else int(self.data.nbytes)
+
+    def read(self, window: Optional[Window] = None) -> np.ndarray:
+        """The window as a (h, w, C) array in the file's data type (a copy, never a view)."""
+        r0, r1, c0, c1 = window if window is not None else (0, self.shape[0], 0, self.shape[1])
+        index: list = [slice(None)] * self.data.ndim
+        index[self._y], index[self._x] = slice(r0, r1), slice(c0, c1)
+        block = np.asarray(self.data[tuple(index)])
+        block = np.transpose(block, [self._y, self._x] + self._others)
+        return np.array(block.reshape(r1 - r0, c1 - c0, self.channels))
+
+
+def _info_from_axes(shape: Sequence[int], axes: str) -> RasterInfo:
+    if "Y" not in axes or "X" not in axes:
+        raise ValueError(f"axes '{axes}' hold no image plane")
+    others = [n for n, a in zip(shape, axes) if a not in "YX"]
+    return RasterInfo(int(shape[axes.index("Y")]), int(shape[axes.index("X")]), int(np.prod(others)) if others else 1)
+
+
+def _tiff_layout(path: Path) -> tuple[tuple[int, ...], str]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        return tuple(series.shape), series.axes
+
+
 # ----- the cube -------------------------------------------------------------------------------
 
 class LazyCube:
     """A (H, W, B) cube on disk; subclasses read one window of it in the file's own layout."""
 
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, key: Optional[str] = None,
-                 georeference: Optional[Georeference] = None) -> None:
+                 georeference: Optional[Georeference] = None, ndim: int = 3) -> None:
         self.path, self.key, self.georeference = path, key, georeference
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype)
+        self.ndim = ndim  # 2: the file holds one plane (a label map), read back as (H, W)
 
     @property
     def resident_bytes(self) -> int:
@@ -171,24 +301,69 @@ class LazyCube:
                             "the file may be truncated or corrupt: export or copy it again") from None
         return np.asarray(block, dtype=np.float32).reshape(r1 - r0, c1 - c0, self.shape[2])
 
+    def as_array(self) -> np.ndarray:
+        """The whole raster in the file's data type, (H, W) for a plane and (H, W, B) otherwise;
+        memory-mapped where the format allows (subclasses), read into memory otherwise."""
+        try:
+            data = self._whole()
+        except UserError:
+            raise
+        except Exception as exc:  # a library failure on a damaged file becomes one actionable line
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise UserError(f"{self.path}: cannot read this file ({detail}); it may be truncated or corrupt: "
+                            "download or export it again") from None
+        return data[:, :, 0] if self.ndim == 2 and data.ndim == 3 else data
+
+    def _whole(self) -> np.ndarray:
+        height, width, bands = self.shape
+        return np.asarray(self._read(0, height, 0, width)).reshape(height, width, bands)
+
     def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         raise NotImplementedError
 
 
 class ArrayCube(LazyCube):
-    """A cube already in memory (MATLAB v5 files, or an array given directly)."""
+    """A raster already in memory (MATLAB v5 files and images, or an array given directly)."""
 
     def __init__(self, path: Path, array: np.ndarray, key: Optional[str] = None) -> None:
+        ndim = array.ndim
         array = _as_cube(array, path)
-        super().__init__(path, array.shape, array.dtype, key)
-        self.array = array
+        super().__init__(path, array.shape, array.dtype, key, ndim=ndim)
+        self.data = array
 
     @property
     def resident_bytes(self) -> int:
-        return int(self.array.nbytes)
+        return int(self.data.nbytes)
+
+    def _whole(self) -> np.ndarray:
+        return self.data
 
     def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        return self.array[r0:r1, c0:c1]
+        return self.data[r0:r1, c0:c1]
+
+
+class MappedCube(LazyCube):
+    """A raster read through a memory map of ``data`` with named axes (``Y``, ``X``, others bands): a
+    Fortran-ordered ``.npy``, or a contiguous TIFF laid out along more than three axes."""
+
+    def __init__(self, path: Path, data: np.ndarray, axes: str, georeference: Optional[Georeference] = None,
+                 ndim: int = 3) -> None:
+        self.raster = Raster(str(path), data, axes)
+        shape = (*self.raster.shape, self.raster.channels)
+        super().__init__(path, shape, data.dtype, None, georeference, ndim)
+
+    @property
+    def read_bytes_per_value(self) -> int:
+        return 4 + 3 * self.dtype.itemsize  # pages mapped around the window's, and its copy
+
+    def _whole(self) -> np.ndarray:
+        data = self.raster.data
+        if self.raster.axes in ("YX", "YXB", "YXC", "YXS"):
+            return data if data.ndim == 3 else data[:, :, None]
+        return self.raster.read()
+
+    def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        return self.raster.read((r0, r1, c0, c1))
 
 
 class RawCube(LazyCube):
@@ -202,11 +377,18 @@ class RawCube(LazyCube):
     LAYOUTS = ("YXB", "YBX", "BYX")
 
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, layout: str, offset: int,
-                 georeference: Optional[Georeference] = None) -> None:
+                 georeference: Optional[Georeference] = None, ndim: int = 3) -> None:
         if layout not in self.LAYOUTS:
             raise ValueError(f"layout {layout!r} is not one of {self.LAYOUTS}")
-        super().__init__(path, shape, dtype, None, georeference)
+        super().__init__(path, shape, dtype, None, georeference, ndim)
         self.layout, self.offset = layout, int(offset)
+
+    def _whole(self) -> np.ndarray:
+        """A memory map of the file, seen as (H, W, B) whatever its layout (a view, no copy)."""
+        height, width, bands = self.shape
+        stored = {"YXB": (height, width, bands), "YBX": (height, bands, width), "BYX": (bands, height, width)}
+        data = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=stored[self.layout])
+        return {"YXB": data, "YBX": data.transpose(0, 2, 1), "BYX": data.transpose(1, 2, 0)}[self.layout]
 
     @property
     def read_bytes_per_value(self) -> int:
@@ -251,9 +433,24 @@ def _pread_into(fd: int, target: np.ndarray, offset: int) -> None:
 class HDF5Cube(LazyCube):
     """An HDF5 dataset (or a MATLAB v7.3 variable, stored transposed) read by slices."""
 
-    def __init__(self, path: Path, key: str, shape: tuple[int, int, int], dtype: np.dtype, matlab: bool) -> None:
-        super().__init__(path, shape, dtype, key)
+    def __init__(self, path: Path, key: str, shape: tuple[int, int, int], dtype: np.dtype, matlab: bool,
+                 ndim: int = 3) -> None:
+        super().__init__(path, shape, dtype, key, ndim=ndim)
         self.matlab = matlab
+
+    def _whole(self) -> np.ndarray:
+        """Memory-mapped when the dataset is contiguous and uncompressed, read into memory otherwise."""
+        import h5py
+
+        with h5py.File(self.path, "r") as handle:
+            dataset = handle[self.key]
+            offset = dataset.id.get_offset()
+            if dataset.chunks is None and offset is not None and dataset.size > 0:
+                data = np.memmap(self.path, dtype=dataset.dtype, mode="r", offset=offset, shape=dataset.shape)
+            else:
+                data = np.asarray(dataset[()])
+        data = data.T if self.matlab else data
+        return data if data.ndim == 3 else data[:, :, None]
 
     def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         import h5py
@@ -267,32 +464,22 @@ class HDF5Cube(LazyCube):
         return block.T
 
 
-class TiffMemmapCube(LazyCube):
-    """A TIFF whose pixels are uncompressed and contiguous but laid out along more than three axes:
-    a memory map at their offset, for each read."""
-
-    def __init__(self, path: Path, series_shape: tuple[int, ...], axes: str, file_dtype: np.dtype, offset: int,
-                 georeference: Georeference) -> None:
-        self.series_shape, self.axes, self.offset = tuple(series_shape), axes, offset
-        super().__init__(path, _tiff_cube_shape(self.series_shape, axes, path), file_dtype, None, georeference)
-
-    @property
-    def read_bytes_per_value(self) -> int:
-        return 4 + 3 * self.dtype.itemsize  # pages mapped around the window's, and its copy
-
-    def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        data = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset, shape=self.series_shape)
-        return Raster(str(self.path), data, self.axes).read((r0, r1, c0, c1)).astype(np.float32, copy=False)
-
-
 class TiffSegmentCube(LazyCube):
     """A compressed, tiled or stripped TIFF: only the strips or tiles a window touches are read and
     decoded (by tifffile). Bands are either samples of one page (contiguous or planar) or pages."""
 
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, georeference: Georeference,
-                 bands_are_pages: bool) -> None:
-        super().__init__(path, shape, dtype, None, georeference)
+                 bands_are_pages: bool, ndim: int = 3) -> None:
+        super().__init__(path, shape, dtype, None, georeference, ndim)
         self.bands_are_pages = bands_are_pages
+
+    def _whole(self) -> np.ndarray:
+        """The first series decoded whole, its axes put in (Y, X, bands) order."""
+        import tifffile
+
+        with tifffile.TiffFile(self.path) as tif:
+            series = tif.series[0]
+            return Raster(str(self.path), series.asarray(), series.axes).read()
 
     def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         import tifffile
@@ -310,6 +497,12 @@ class TiffSegmentCube(LazyCube):
 
 class RasterioCube(LazyCube):
     """A TIFF read by rasterio windows (any compression GDAL knows)."""
+
+    def _whole(self) -> np.ndarray:
+        import rasterio
+
+        with rasterio.open(self.path) as source:
+            return np.moveaxis(source.read(), 0, -1)
 
     def _read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         import rasterio
@@ -360,11 +553,11 @@ def open_lazy_cube(path: PathLike, key: Optional[str] = None) -> LazyCube:
     several) without reading its pixels; one-line :class:`UserError` on anything unusable."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such file; give the cube file (.npy .h5 .hdf5 .mat .hdr .tif)")
+        raise UserError(f"{path}: no such file; check the path (and the --folder option)")
     suffix = path.suffix.lower()
     opener = _OPENERS.get(suffix)
     if opener is None:
-        raise UserError(f"{path}: unknown cube type '{suffix}'; use one of {', '.join(sorted(_OPENERS))} "
+        raise UserError(f"{path}: unknown file type '{suffix}'; use one of {', '.join(supported_extensions())} "
                         "(for ENVI give the .hdr header)")
     try:
         cube = opener(path, key)
@@ -372,10 +565,16 @@ def open_lazy_cube(path: PathLike, key: Optional[str] = None) -> LazyCube:
         raise
     except Exception as exc:  # a damaged header or a library failure becomes one actionable line
         detail = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise UserError(f"{path}: cannot open this cube ({detail}); it may be truncated or corrupt") from None
+        raise UserError(f"{path}: cannot read this file ({detail}); it may be truncated or corrupt: download or "
+                        "export it again") from None
     if min(cube.shape) < 1:
-        raise UserError(f"{path}: the cube has shape {cube.shape}; it holds no pixels")
+        raise UserError(f"{path}: the raster has shape {cube.shape}; it holds no pixels")
     return cube
+
+
+def supported_extensions() -> list[str]:
+    """File extensions :func:`open_lazy_cube` reads (lower case)."""
+    return sorted(_OPENERS)
 
 
 def _as_cube(array: np.ndarray, path: Path) -> np.ndarray:
@@ -394,10 +593,10 @@ def _cube_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
 
 def _open_npy(path: Path, key: Optional[str]) -> LazyCube:
     data = open_npy(path)  # maps the file, reads only the header
-    if data.flags.f_contiguous and not data.flags.c_contiguous:
-        raise UserError(f"{path}: a Fortran-ordered .npy cannot be read by window efficiently; "
-                        "save it with numpy.save(path, numpy.ascontiguousarray(cube))")
-    return RawCube(path, _cube_shape(data.shape, path), data.dtype, "YXB", data.offset)
+    shape = _cube_shape(data.shape, path)
+    if data.flags.f_contiguous and not data.flags.c_contiguous:  # column-major: windows through the map
+        return MappedCube(path, data, "YX" if data.ndim == 2 else "YXB", ndim=data.ndim)
+    return RawCube(path, shape, data.dtype, "YXB", data.offset, ndim=data.ndim)
 
 
 def _open_hdf5(path: Path, key: Optional[str], matlab: bool = False) -> LazyCube:
@@ -413,7 +612,7 @@ def _open_hdf5(path: Path, key: Optional[str], matlab: bool = False) -> LazyCube
         dataset = handle[chosen]
         shape, dtype = tuple(dataset.shape), dataset.dtype
     shape = tuple(reversed(shape)) if matlab else shape
-    return HDF5Cube(path, chosen, _cube_shape(shape, path), dtype, matlab)
+    return HDF5Cube(path, chosen, _cube_shape(shape, path), dtype, matlab, ndim=len(shape))
 
 
 def _open_mat(path: Path, key: Optional[str]) -> LazyCube:
@@ -446,7 +645,10 @@ def _open_envi(path: Path, key: Optional[str]) -> LazyCube:
 
 
 def _open_tiff(path: Path, key: Optional[str]) -> LazyCube:
-    import tifffile
+    try:
+        import tifffile
+    except ImportError:
+        raise UserError(f"{path}: reading GeoTIFF needs the tifffile package; run `pip install tifffile`") from None
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
@@ -457,18 +659,20 @@ def _open_tiff(path: Path, key: Optional[str]) -> LazyCube:
         n_pages = len(series.pages)
         page_shape, page_axes = tuple(page.shape), page.axes
         samples = int(page.samplesperpixel)
+    cube_shape = _tiff_cube_shape(shape, axes, path)
+    ndim = 2 if cube_shape[2] == 1 else 3
     if offset is not None:  # uncompressed and contiguous
         layout = _raw_layout(axes, shape)
         if layout is not None:
-            return RawCube(path, _tiff_cube_shape(shape, axes, path), dtype, layout, offset, georeference)
-        return TiffMemmapCube(path, shape, axes, dtype, offset, georeference)
-    cube_shape = _tiff_cube_shape(shape, axes, path)
+            return RawCube(path, cube_shape, dtype, layout, offset, georeference, ndim)
+        data = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+        return MappedCube(path, data, axes, georeference, ndim)
     try:
         import rasterio  # noqa: F401
     except ImportError:
         pass
     else:
-        return RasterioCube(path, cube_shape, dtype, None, georeference)
+        return RasterioCube(path, cube_shape, dtype, None, georeference, ndim)
     bands_are_pages = n_pages > 1
     if bands_are_pages and (samples != 1 or n_pages != cube_shape[2]):
         raise UserError(f"{path}: a TIFF of {n_pages} pages of shape {page_shape} ({page_axes}) cannot be read by "
@@ -476,7 +680,15 @@ def _open_tiff(path: Path, key: Optional[str]) -> LazyCube:
     if not bands_are_pages and samples != cube_shape[2]:
         raise UserError(f"{path}: the TIFF's layout ({axes}) cannot be read by window; store the bands as "
                         "samples of one page")
-    return TiffSegmentCube(path, cube_shape, dtype, georeference, bands_are_pages)
+    return TiffSegmentCube(path, cube_shape, dtype, georeference, bands_are_pages, ndim)
+
+
+def _open_pil(path: Path, key: Optional[str]) -> LazyCube:
+    """An image decoded whole by Pillow (a palette image keeps its indices; a 1-bit one becomes 0/255)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return ArrayCube(path, np.asarray(image.convert("L") if image.mode == "1" else image))
 
 
 def _raw_layout(axes: str, shape: tuple[int, ...]) -> Optional[str]:
@@ -522,4 +734,5 @@ _OPENERS = {
     ".hdr": _open_envi,
     ".tif": _open_tiff,
     ".tiff": _open_tiff,
+    **{suffix: _open_pil for suffix in PIL_SUFFIXES},
 }

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from deephyperx.errors import UserError
-from deephyperx.readers import open_npy
+from deephyperx.lazy_cube import open_npy
 from deephyperx.preprocessing import Normaliser
 from deephyperx.sampling import Batch, dihedral
 from deephyperx.scene import IGNORE

@@ -23,20 +23,16 @@ import numpy as np
 from scipy import ndimage
 
 from deephyperx.errors import UserError
-from deephyperx.readers import open_npy
+from deephyperx.lazy_cube import (PIL_SUFFIXES, TIFF_SUFFIXES, Raster, RasterInfo, Window,  # noqa: F401
+                                   _info_from_axes, _tiff_layout, open_lazy_cube)
 from deephyperx.scene import IGNORE
 
-#: (row0, row1, col0, col1), half-open, in pixels of the tile.
-Window = tuple[int, int, int, int]
 RGB = tuple[int, int, int]
 
 #: Radius (pixels) of the disc the ISPRS benchmark erodes class boundaries with.
 ISPRS_BOUNDARY_RADIUS = 3
 #: Bytes of decoded (not memory-mapped) rasters a tile set keeps in memory.
 DEFAULT_CACHE_BYTES = 1 << 30
-#: Extensions decoded whole through Pillow.
-PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -62,82 +58,11 @@ class Region:
 # --- Rasters ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RasterInfo:
-    """Size of a raster, read from its header when the format allows."""
-
-    rows: int
-    cols: int
-    channels: int
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.rows, self.cols
-
-
-class Raster:
-    """An opened raster: ``data`` with named axes (``Y``, ``X``, others = channels).
-
-    ``data`` may be a memory map (then :meth:`read` touches only the window) or an array
-    decoded in memory.
-    """
-
-    def __init__(self, path: str, data: np.ndarray, axes: str) -> None:
-        if len(axes) != data.ndim or "Y" not in axes or "X" not in axes:
-            raise UserError(f"{path}: a raster of shape {data.shape} (axes '{axes}') has no image plane; "
-                            "give a (rows, cols) or (rows, cols, channels) raster")
-        self.path, self.data, self.axes = path, data, axes
-        self._y, self._x = axes.index("Y"), axes.index("X")
-        self._others = [i for i in range(data.ndim) if i not in (self._y, self._x)]
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return int(self.data.shape[self._y]), int(self.data.shape[self._x])
-
-    @property
-    def channels(self) -> int:
-        return int(np.prod([self.data.shape[i] for i in self._others])) if self._others else 1
-
-    @property
-    def memory_mapped(self) -> bool:
-        return isinstance(self.data, np.memmap)
-
-    @property
-    def resident_bytes(self) -> int:
-        """Bytes this raster holds in memory (0 for a memory map)."""
-        return 0 if self.memory_mapped else int(self.data.nbytes)
-
-    def read(self, window: Optional[Window] = None) -> np.ndarray:
-        """The window as a (h, w, C) array in the file's data type (a copy, never a view)."""
-        r0, r1, c0, c1 = window if window is not None else (0, self.shape[0], 0, self.shape[1])
-        index: list = [slice(None)] * self.data.ndim
-        index[self._y], index[self._x] = slice(r0, r1), slice(c0, c1)
-        block = np.asarray(self.data[tuple(index)])
-        block = np.transpose(block, [self._y, self._x] + self._others)
-        return np.array(block.reshape(r1 - r0, c1 - c0, self.channels))
-
-
 def open_raster(path: str | Path) -> Raster:
-    """Open ``path``: memory-mapped for ``.npy`` and uncompressed TIFF, decoded otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file; check the path (and the --folder option)")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return _open_npy(path)
-        if suffix in TIFF_SUFFIXES:
-            return _open_tiff(path)
-        if suffix in PIL_SUFFIXES:
-            return _open_pil(path)
-    except UserError:
-        raise
-    except Exception as exc:  # a library failure on a bad file becomes one actionable line
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise UserError(f"{path}: cannot read this raster ({detail}); it may be truncated or corrupt") from exc
-    from deephyperx.readers import read_raster
-
-    data = read_raster(path)
+    """Open ``path`` (any raster :func:`~deephyperx.lazy_cube.open_lazy_cube` reads): memory-mapped where
+    the file allows (``.npy``, uncompressed TIFF, ENVI, contiguous HDF5), decoded whole otherwise."""
+    cube = open_lazy_cube(path)
+    data = cube.as_array()
     return Raster(str(path), data, "YX" if data.ndim == 2 else "YXC")
 
 
@@ -154,59 +79,12 @@ def raster_info(path: str | Path) -> RasterInfo:
             with Image.open(path) as image:
                 return RasterInfo(image.size[1], image.size[0], len(image.getbands()))
         if suffix in TIFF_SUFFIXES:
-            shape, axes = _tiff_layout(path)
-            return _info_from_axes(shape, axes)
+            return _info_from_axes(*_tiff_layout(path))
     except Exception as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise UserError(f"{path}: cannot read this raster ({detail}); it may be truncated or corrupt") from exc
     raster = open_raster(path)
     return RasterInfo(*raster.shape, raster.channels)
-
-
-def _info_from_axes(shape: Sequence[int], axes: str) -> RasterInfo:
-    if "Y" not in axes or "X" not in axes:
-        raise ValueError(f"axes '{axes}' hold no image plane")
-    others = [n for n, a in zip(shape, axes) if a not in "YX"]
-    return RasterInfo(int(shape[axes.index("Y")]), int(shape[axes.index("X")]), int(np.prod(others)) if others else 1)
-
-
-def _open_npy(path: Path) -> Raster:
-    data = open_npy(path)
-    if data.ndim not in (2, 3):
-        raise UserError(f"{path}: a .npy raster of shape {data.shape}; give a (rows, cols) or "
-                        "(rows, cols, channels) array")
-    return Raster(str(path), data, "YX" if data.ndim == 2 else "YXC")
-
-
-def _tiff_layout(path: Path) -> tuple[tuple[int, ...], str]:
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        return tuple(series.shape), series.axes
-
-
-def _open_tiff(path: Path) -> Raster:
-    """Memory-map the first series when its pixels are stored uncompressed and contiguously."""
-    import tifffile
-
-    shape, axes = _tiff_layout(path)
-    try:
-        data = tifffile.memmap(path, mode="r")
-        if data.shape != shape:
-            data = data.reshape(shape)
-    except ValueError:  # compressed or tiled: decode the whole image once
-        data = tifffile.imread(path)
-        data = data.reshape(shape)
-    return Raster(str(path), data, axes)
-
-
-def _open_pil(path: Path) -> Raster:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        data = np.asarray(image.convert("L") if image.mode == "1" else image)
-    return Raster(str(path), data, "YX" if data.ndim == 2 else "YXC")
 
 
 class RasterCache:

@@ -10,7 +10,7 @@ import spectral.io.envi as envi
 import tifffile
 
 from deephyperx.errors import UserError
-from deephyperx.lazy_cube import (ArrayCube, HDF5Cube, RawCube, TiffMemmapCube, TiffSegmentCube, envi_placement,
+from deephyperx.lazy_cube import (ArrayCube, HDF5Cube, RawCube, MappedCube, TiffSegmentCube, envi_placement,
                                   open_lazy_cube)
 
 GEO_TAGS = [(33550, "d", 3, (30.0, 30.0, 0.0), True),
@@ -55,7 +55,7 @@ def write_cube(folder, cube: np.ndarray, kind: str):
     if kind == "tif_4d":  # bands along two axes (e.g. 2 x 3), stored contiguously
         tifffile.imwrite(folder / "c.tif", np.moveaxis(cube, 2, 0).reshape(2, 3, *cube.shape[:2]),
                          photometric="minisblack")
-        return folder / "c.tif", TiffMemmapCube
+        return folder / "c.tif", MappedCube
     if kind == "tif_tiled_zlib":
         tifffile.imwrite(folder / "c.tif", cube, photometric="minisblack", planarconfig="contig",
                          compression="zlib", tile=(16, 16), extratags=GEO_TAGS)
@@ -86,6 +86,47 @@ def test_every_backend_reads_the_windows_of_the_array(tmp_path, cube, kind):
         block = lazy.read(window)
         assert block.dtype == np.float32
         np.testing.assert_array_equal(block, cube[r0:r1, c0:c1])
+
+
+@pytest.mark.parametrize("kind", KINDS + ["npy_fortran", "png"])
+def test_one_opener_serves_scenes_tiles_and_windows_alike(tmp_path, cube, kind):
+    """The whole raster (scene loading: ``read_raster``), the tile reader (``tiles.open_raster``) and the
+    windows (out-of-core mapping, catalogues) all come from ``open_lazy_cube`` and agree."""
+    from deephyperx.readers import read_raster
+    from deephyperx.tiles import open_raster
+
+    data = cube
+    if kind == "npy_fortran":  # column-major: read through a memory map, not refused
+        np.save(tmp_path / "c.npy", np.asfortranarray(cube))
+        path = tmp_path / "c.npy"
+    elif kind == "png":
+        data = (cube[:, :, :3] % 256).astype(np.uint8)
+        from PIL import Image
+
+        Image.fromarray(data).save(tmp_path / "c.png")
+        path = tmp_path / "c.png"
+    else:
+        path, _ = write_cube(tmp_path, cube, kind)
+    whole = read_raster(path)
+    np.testing.assert_array_equal(whole, data)
+    np.testing.assert_array_equal(open_raster(path).read(), data)
+    lazy = open_lazy_cube(path)
+    for window in WINDOWS:
+        r0, r1, c0, c1 = window
+        np.testing.assert_array_equal(lazy.read(window), data[r0:r1, c0:c1].astype(np.float32))
+
+
+def test_a_label_plane_is_read_back_as_a_plane(tmp_path):
+    labels = np.arange(12, dtype=np.int16).reshape(3, 4)
+    np.save(tmp_path / "gt.npy", labels)
+    tifffile.imwrite(tmp_path / "gt.tif", labels)
+    from deephyperx.readers import read_raster
+
+    for name in ("gt.npy", "gt.tif"):
+        got = read_raster(tmp_path / name)
+        assert got.shape == (3, 4) and got.dtype == np.int16
+        np.testing.assert_array_equal(got, labels)
+    assert open_lazy_cube(tmp_path / "gt.npy").shape == (3, 4, 1)
 
 
 def test_integer_cubes_are_read_as_float32(tmp_path, cube):
@@ -162,7 +203,8 @@ def test_a_truncated_npy_is_refused_with_one_line(tmp_path, cube):
 
 @pytest.mark.parametrize("name, content, pattern", [
     ("missing.npy", None, "no such file"),
-    ("c.png", b"x", "unknown cube type"),
+    ("c.xyz", b"x", "unknown file type"),
+    ("c.png", b"x", "cannot read this file"),
     ("c.npy", b"not numpy", "no NumPy .npy header"),
 ])
 def test_unusable_files_are_refused_with_one_line(tmp_path, name, content, pattern):

@@ -137,7 +137,8 @@ def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:
     other.write_bytes(b"1")
     with pytest.raises(UserError, match=r"unknown file type '\.xyz'.*\.npy"):
         read_raster(other)
-    assert {".mat", ".npy", ".h5", ".hdf5", ".hdr", ".tif", ".tiff"} == set(supported_extensions())
+    assert {".mat", ".npy", ".h5", ".hdf5", ".hdr", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"} == \
+        set(supported_extensions())
 
 
 def test_user_errors_are_one_line(tmp_path: Path) -> None:
