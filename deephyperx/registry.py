@@ -97,13 +97,38 @@ def first_sentence(docstring: str) -> str:
     return head + "." if dot else paragraph
 
 
+#: Entry-point group of the packages that register models (``[project.entry-points."deephyperx.plugins"]``):
+#: each entry names a module whose import registers its models.
+PLUGIN_GROUP = "deephyperx.plugins"
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import, once, every module an installed package declares in :data:`PLUGIN_GROUP`, so that the
+    registry holds the whole zoo however the package was imported (a front end that wires its zoo in
+    itself, as ``main.py`` does in a source tree, needs none)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True  # before loading: a plugin's own imports of the registry must not recurse
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            entry.load()
+        except Exception as error:  # a broken plugin says which, instead of hiding the rest of the zoo
+            raise UserError(f"the model plugin '{entry.name}' ({entry.value}) failed to load: {error}") from None
+
+
 def list_models(family: str | None = None) -> list[str]:
     """Registered model names, sorted, optionally of one family."""
+    load_plugins()
     return sorted(n for n, s in _REGISTRY.items() if family is None or s.family == family)
 
 
 def get_spec(name: str) -> ModelSpec:
     """The registration of ``name``; a :class:`UserError` listing the choices if unknown."""
+    load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:

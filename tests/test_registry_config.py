@@ -103,3 +103,29 @@ def test_chosen_model_lists_only_the_commands_families_and_names_the_right_comma
     with pytest.raises(UserError, match="use `main.py --model hamida`"):
         chosen_model("hamida", ("generator",), "main.py generate")
     assert chosen_model("hamida", ("neural", "sklearn"), "main.py").name == "hamida"
+
+
+def test_an_installed_plugin_registers_its_models_however_the_registry_is_imported(tmp_path):
+    """A package declaring a ``deephyperx.plugins`` entry point has its models listed by a bare
+    ``import deephyperx.registry`` (no composition root importing the zoo)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "tinyzoo.py").write_text(
+        "from torch import nn\nfrom deephyperx.registry import register_model\n\n"
+        "@register_model('tiny_plugin_mlp', citation='a test plugin')\n"
+        "class Tiny(nn.Module):\n"
+        "    def __init__(self, n_bands, n_classes, patch_size=1):\n"
+        "        super().__init__()\n        self.layer = nn.Linear(n_bands, n_classes)\n")
+    info = tmp_path / "tinyzoo-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinyzoo\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[deephyperx.plugins]\ntiny = tinyzoo\n")
+    root = Path(__file__).resolve().parents[1]
+    code = ("import deephyperx.registry as r; "
+            "print('tiny_plugin_mlp' in r.list_models(), r.get_spec('tiny_plugin_mlp').citation)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": f"{tmp_path}:{root}", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True a test plugin"
