@@ -135,7 +135,7 @@ class Setup:
 
 def build_setup(name: str, s: Settings) -> Setup:
     """Scene, split, normalised rasters, sampler, training maker, model and step of ``name``,
-    built by the runner's own code (``SingleRun``'s feature and model construction)."""
+    built by the runner's own code (``ClassifyTask``'s feature and model construction)."""
     import numpy as np
     import torch
 
@@ -143,7 +143,7 @@ def build_setup(name: str, s: Settings) -> Setup:
     import models  # noqa: F401  (registers the zoo)
     from deephyperx.config import resolve_config
     from deephyperx.registry import get_spec, require_family
-    from deephyperx.runner import SingleRun, make_split
+    from deephyperx.runner import ClassifyTask, make_split
     from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
     from deephyperx.scene import IGNORE
     from deephyperx.seeding import seed_everything
@@ -159,10 +159,11 @@ def build_setup(name: str, s: Settings) -> Setup:
                         f"(choose e.g. {', '.join(DEFAULT_MODELS)})")
     scene = datasets.load_scene(SCENE, s.folder)
     seed_everything(s.seed)
-    run = SingleRun(scene, config, s.seed, Path("unused-run-folder"))  # makes no folder: only used to build
-    split = make_split(scene, run.config, s.seed)
-    rasters, _ = run._features(split.train, None, list(config["inputs"]))
-    model = run._build_model(None)
+    task = ClassifyTask(scene, config)  # makes no folder: only used to build
+    run_config = task.seed_config(s.seed)
+    split = make_split(scene, run_config, s.seed)
+    rasters, _ = task.features(run_config, split.train, None, list(config["inputs"]))
+    model = task.build_model(run_config, None)
     train_labels = np.where(split.train, scene.labels, IGNORE)
     sampler = PatchSampler(rasters, train_labels, config["patch_size"])
     augmentation = Augmentation(config["flip_augmentation"], config["radiation_augmentation"],

@@ -1,8 +1,9 @@
 """The benchmark: every model on every scene under one protocol (same seeds, same splits),
 collected into one comparison table (Markdown, CSV, JSON) and a figure.
 
-Each (scene, model) pair is an ordinary experiment folder; finished seeds are read back, so an
-interrupted benchmark resumes where it stopped when the same command is given again.
+Each (scene, model) pair is an ordinary classification experiment (:func:`~deephyperx.runner.run_experiment`,
+which drives the experiment skeleton of :mod:`deephyperx.experiment`) in its own folder; finished seeds
+are read back, so an interrupted benchmark resumes where it stopped when the same command is given again.
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from deephyperx.atomic import atomic_path, atomic_write_text
 from deephyperx.config import ClassifySettings
 from deephyperx.metrics import format_percent
 from deephyperx.registry import get_spec
+from deephyperx.experiment import EverySeedDiverged
 from deephyperx.reports import save_json
-from deephyperx.runner import EverySeedDiverged, run_experiment
+from deephyperx.runner import run_experiment
 from deephyperx.scene import Scene
 from deephyperx.settings import setting
 

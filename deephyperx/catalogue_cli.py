@@ -21,7 +21,6 @@ Bad input prints one line and exits with status 2, leaving nothing written.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import torch
 
 from deephyperx.command_line import OneLineParser
 from deephyperx.errors import UserError
+from deephyperx.experiment import Experiment, SeedRun, Task
 from deephyperx.hashing import file_sha256
 from deephyperx.monitor import Monitor
 from deephyperx.plugins import Plugins
@@ -142,84 +142,86 @@ class CacheLog(Monitor):
         self.epochs.append({"epoch": epoch, "hits": hits, "misses": misses})
 
 
-class CatalogueRun:
-    """One seed of a catalogue experiment, written into ``final_dir`` (via ``final_dir.partial``)."""
+@dataclass
+class CatalogueParts:
+    """What a catalogue run builds before any folder exists: the model, the block index and the cache."""
 
-    def __init__(self, catalogue: Any, config: dict[str, Any], final_dir: Path, command: Optional[str] = None):
+    model: torch.nn.Module
+    restored: Optional[dict]
+    index: Any
+    index_seconds: float
+    cache: Any
+    cache_log: CacheLog
+
+
+class CatalogueTask(Task):
+    """One centre-pixel model trained on a catalogue of scenes through a bounded cache, scored scene
+    by scene."""
+
+    def __init__(self, catalogue: Any, config: dict[str, Any], command: Optional[str] = None):
         from deephyperx.registry import get_spec
 
-        self.catalogue, self.config, self.final_dir = catalogue, config, Path(final_dir)
-        self.command = command
-        self.index_seconds = 0.0
-        self.seed = int(config["seed"])
+        self.catalogue, self.config, self.command = catalogue, config, command
         self.spec = get_spec(config["model"])
-        self.partial = self.final_dir.with_name(self.final_dir.name + ".partial")
+        self.name, self.model, self.class_names = catalogue.name, self.spec.name, catalogue.class_names
 
-    def execute(self, stop_after_epoch: Optional[int] = None) -> Optional[dict[str, Any]]:
-        """Train, score and write the run folder; with ``stop_after_epoch`` (tests), stop training
-        there and leave the ``.partial`` folder as an interrupted run would (returns None)."""
-        from deephyperx.catalogue_sampling import build_index, choose_block_rows
+    def experiment_folder(self) -> Path:
+        from deephyperx.safe_paths import experiment_path
+
+        return experiment_path(self.config["out"], [(self.catalogue.name, "catalogue name"),
+                                                    (self.spec.name, "model name")], experiment_id(self.config))
+
+    def prepare(self, run: SeedRun) -> CatalogueParts:
+        from deephyperx.catalogue_sampling import BlockCache, build_index, choose_block_rows
         from deephyperx.scene_catalogue import TEST, TRAIN, check_patch_size
-        from deephyperx.seeding import seed_everything
 
-        cfg, catalogue = self.config, self.catalogue
-        seed_everything(self.seed)
+        cfg, catalogue = run.config, self.catalogue
         check_patch_size(catalogue, cfg["patch_size"])
-        restored = self._restored()
-        model = self._build_model(restored)  # an impossible model fails before any folder exists
+        restored = self._restored(cfg)
+        model = self._build_model(cfg, restored)  # an impossible model fails before any folder exists
         block_rows = choose_block_rows(catalogue, cfg["patch_size"], cfg["cache_bytes"], cfg["block_rows"])
         started = time.perf_counter()
         index = build_index(catalogue, cfg["patch_size"], block_rows)  # undeclared label values fail here
-        self.index_seconds = time.perf_counter() - started
+        index_seconds = time.perf_counter() - started
         if cfg["epoch"] > 0 and not index.role_counts(TRAIN).sum():
             raise UserError(f"catalogue {catalogue.name}: no labelled training pixels; check the labels and the split")
         if not index.role_counts(TEST).sum():
             raise UserError(f"catalogue {catalogue.name}: no labelled test pixels; check the labels and the split")
-        resume = self._prepare_partial()
-        try:
-            metrics = self._execute(model, restored, resume, index, stop_after_epoch)
-        except UserError:
-            from deephyperx.runner import discard_unresumable_partial
-            discard_unresumable_partial(self.partial)
-            raise
-        return metrics
+        cache = BlockCache(cfg["cache_bytes"])
+        return CatalogueParts(model, restored, index, index_seconds, cache, CacheLog(cache))
 
-    # --- folders and checkpoints -----------------------------------------------------------------
-    def _prepare_partial(self) -> Optional[dict]:
-        from deephyperx.runner import resume_partial_folder
+    def monitors(self, run: SeedRun) -> list[Monitor]:
+        from deephyperx.file_monitor import FileMonitor
 
-        return resume_partial_folder(self.partial, self.config, self.seed)
+        return [FileMonitor(run.partial), run.parts.cache_log]
 
-    def _restored(self) -> Optional[dict]:
+    def _restored(self, config: dict[str, Any]) -> Optional[dict]:
         from deephyperx import checkpoint as ckpt
 
-        path = self.config.get("restore")
+        path = config.get("restore")
         if not path:
             return None
         data = ckpt.load_checkpoint(path)
         ckpt.check_compatible(data, model=self.spec.name, n_bands=self.catalogue.n_bands,
                               class_names=self.catalogue.class_names, path=path)
         saved = data.get("config", {}).get("patch_size")
-        if saved is not None and saved != self.config["patch_size"]:
+        if saved is not None and saved != config["patch_size"]:
             raise UserError(f"checkpoint {path} was trained with patch_size {saved}; use --patch_size {saved}")
         return data
 
-    def _build_model(self, restored: Optional[dict]) -> torch.nn.Module:
+    def _build_model(self, config: dict[str, Any], restored: Optional[dict]) -> torch.nn.Module:
         from deephyperx.registry import create_model
 
         model = create_model(self.spec.name, n_bands=self.catalogue.n_bands, n_classes=self.catalogue.n_classes,
-                             patch_size=self.config["patch_size"], seed=self.seed, **self.config["model_args"])
+                             patch_size=config["patch_size"], seed=config["seed"], **config["model_args"])
         if restored is not None:
             model.load_state_dict(restored["model_state"])
         return model
 
     # --- training and scoring --------------------------------------------------------------------
-    def _execute(self, model: torch.nn.Module, restored: Optional[dict], resume: Optional[dict],
-                 index: Any, stop_after_epoch: Optional[int] = None) -> Optional[dict[str, Any]]:
-        from deephyperx.catalogue_sampling import (BlockCache, CatalogueMaker, CatalogueSource, class_weights,
+    def fit_and_report(self, run: SeedRun) -> Optional[dict[str, Any]]:
+        from deephyperx.catalogue_sampling import (CatalogueMaker, CatalogueSource, class_weights,
                                                    fit_catalogue_normaliser, score_catalogue)
-        from deephyperx.file_monitor import FileMonitor
-        from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitors
         from deephyperx.preprocessing import Normaliser
         from deephyperx.runner import resolve_device
         from deephyperx.sampling import Augmentation
@@ -227,20 +229,13 @@ class CatalogueRun:
         from deephyperx.steps import get_step
         from deephyperx.training import Trainer, TrainingData
 
-        cfg, catalogue = self.config, self.catalogue
+        cfg, catalogue, parts, index = run.config, self.catalogue, run.parts, run.parts.index
         started = time.perf_counter()
-        saved = resume or restored
+        saved = run.resume or parts.restored
         normaliser = Normaliser.from_state_dict(saved["normalisers"]["cube"]) if saved is not None \
             else fit_catalogue_normaliser(catalogue, index, cfg["normalization"])
         fit_seconds = time.perf_counter() - started
-        cache = BlockCache(cfg["cache_bytes"])
-        source = CatalogueSource(catalogue, index, normaliser, cache)
-        cache_log = CacheLog(cache)
-        monitor = Monitors([ConsoleMonitor(cfg["epoch"]), JsonLinesMonitor(self.partial / "metrics.jsonl"),
-                            FileMonitor(self.partial), cache_log])
-        monitor.run_started({"run": f"{catalogue.name}_{self.spec.name}_seed{self.seed}", "scene": catalogue.name,
-                             "model": self.spec.name, "seed": self.seed, "class_names": catalogue.class_names,
-                             "config": cfg, "folder": str(self.final_dir)})
+        source = CatalogueSource(catalogue, index, normaliser, parts.cache)
         augmentation = Augmentation(cfg["flip_augmentation"], cfg["radiation_augmentation"])
         train = CatalogueMaker(source, TRAIN, cfg["epoch_samples"], augmentation, cfg["visit_samples"])
         validation = CatalogueMaker(source, VAL) if index.role_counts(VAL).sum() else None
@@ -248,52 +243,37 @@ class CatalogueRun:
         describe = {"n_bands": catalogue.n_bands, "class_names": list(catalogue.class_names),
                     "scene": catalogue.name, "label_values": list(catalogue.label_values),
                     "normalisers": {"cube": normaliser.state_dict()}, "projection": None}
-        trainer = Trainer(model, get_step(cfg["supervision"]), TrainingData(train, validation, catalogue.n_classes,
-                                                                            None, weights),
-                          cfg, monitor, resolve_device(cfg["cuda"]), checkpoint_path=self.partial / "checkpoint.pt",
-                          checkpoint_extra=lambda: describe)
-        first_epoch = 0
-        if resume is not None:
-            trainer.load_state_dict(resume)
-            first_epoch = int(resume["epoch"])
-            monitor.text(f"resuming {self.final_dir.name} from epoch {first_epoch} ({self.partial})")
-        monitor.text(f"{catalogue.name}: {len(catalogue.scenes)} scenes, {len(index)} blocks of {index.block_rows} "
-                     f"rows, {source.group_size} blocks per group, cache {cfg['cache_bytes']:,} bytes")
-        state = trainer.fit(stop_after_epoch)
-        if state.epoch < cfg["epoch"]:
+        data = TrainingData(train, validation, catalogue.n_classes, None, weights)
+        trainer = Trainer(parts.model, get_step(cfg["supervision"]), data, cfg, run.monitor, resolve_device(cfg["cuda"]),
+                          checkpoint_path=run.checkpoint, checkpoint_extra=lambda: describe)
+        run.monitor.text(f"{catalogue.name}: {len(catalogue.scenes)} scenes, {len(index)} blocks of "
+                         f"{index.block_rows} rows, {source.group_size} blocks per group, cache "
+                         f"{cfg['cache_bytes']:,} bytes")
+        state = run.train(trainer)
+        if state is None:
             return None
-        training_cache = cache.stats()
+        training_cache = parts.cache.stats()
         started = time.perf_counter()
         matrices = score_catalogue(trainer.model, source, max(cfg["batch_size"], 256), trainer.device, TEST)
         scoring_seconds = time.perf_counter() - started
-        last, final = self.partial / "checkpoint.pt", self.partial / "model.pt"
-        if last.is_file():
-            os.replace(last, final)
-        else:
-            from deephyperx import checkpoint as ckpt
-
-            ckpt.save_checkpoint(final, trainer.state_dict())
+        run.keep_model(trainer)
         metrics = self._metrics(matrices, index)
         metrics.update({
-            "seed": self.seed, "scene": catalogue.name, "model": self.spec.name, "epochs": state.epoch,
+            "seed": run.seed, "scene": catalogue.name, "model": self.spec.name, "epochs": state.epoch,
             "epoch_samples": len(train), "samples_trained": state.epoch * len(train),
-            "train_seconds": state.train_seconds, "resumed_from_epoch": first_epoch, "command": self.command,
-            "index_seconds": self.index_seconds, "normaliser_seconds": fit_seconds, "scoring_seconds": scoring_seconds,
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "train_seconds": state.train_seconds, "resumed_from_epoch": int(run.resume["epoch"]) if run.resume else 0,
+            "command": self.command, "index_seconds": parts.index_seconds, "normaliser_seconds": fit_seconds,
+            "scoring_seconds": scoring_seconds, "parameters": sum(p.numel() for p in parts.model.parameters()),
             "final_train_loss": state.history[-1]["train_loss"] if state.history else None,
             "blocks": len(index), "block_rows": index.block_rows, "group_size": source.group_size,
             "visit_samples": train.visit_samples,
-            "cache": {**cache.stats(), "training": training_cache, "per_epoch": cache_log.epochs},
+            "cache": {**parts.cache.stats(), "training": training_cache, "per_epoch": parts.cache_log.epochs},
             "catalogue_cube_bytes": int(sum(s.cube.rows * s.cube.cols * s.cube.channels * s.cube.dtype.itemsize
                                             for s in catalogue.scenes)),
             "catalogue_float32_bytes": catalogue.cube_bytes,
         })
-        monitor.confusion(matrices.sum(axis=0), catalogue.class_names)
-        self._write_reports(metrics, matrices.sum(axis=0))
-        monitor.run_ended(metrics)
-        from deephyperx.atomic import replace_directory
-
-        replace_directory(self.partial, self.final_dir)
+        run.monitor.confusion(matrices.sum(axis=0), catalogue.class_names)
+        self._write_reports(run, metrics, matrices.sum(axis=0))
         return metrics
 
     def _metrics(self, matrices: np.ndarray, index: Any) -> dict[str, Any]:
@@ -316,11 +296,11 @@ class CatalogueRun:
                         "n_validation": int(counts[VAL].sum())})
         return metrics
 
-    def _write_reports(self, metrics: dict[str, Any], cm: np.ndarray) -> None:
+    def _write_reports(self, run: SeedRun, metrics: dict[str, Any], cm: np.ndarray) -> None:
         from deephyperx.atomic import atomic_write_text
         from deephyperx.reports import run_summary_markdown, save_confusion_png, save_json
 
-        folder, catalogue = self.partial, self.catalogue
+        folder, catalogue = run.partial, self.catalogue
         save_json(folder / "metrics.json", metrics)
         save_confusion_png(cm, catalogue.class_names, folder / "confusion.png")
         atomic_write_text(folder / "scenes.md", scenes_markdown(metrics))
@@ -329,7 +309,7 @@ class CatalogueRun:
                  "cache bound (bytes)": cache["max_bytes"], "cache peak (bytes)": cache["peak_bytes"],
                  "cache hit rate": round(cache["hit_rate"], 4) if cache["hit_rate"] is not None else "n/a"}
         atomic_write_text(folder / "summary.md", run_summary_markdown(
-            f"{self.spec.name} on catalogue {catalogue.name}, seed {self.seed}", metrics, self.config, extra))
+            f"{self.spec.name} on catalogue {catalogue.name}, seed {run.seed}", metrics, run.config, extra))
 
 
 def scenes_markdown(metrics: dict[str, Any]) -> str:
@@ -370,21 +350,16 @@ def command(argv: Sequence[str], plugins: Plugins) -> int:
     catalogue = load_catalogue(path)  # a bad catalogue fails before the model zoo is used
     from deephyperx.registry import chosen_model
     from deephyperx.disk import check_writable_folder
-    from deephyperx.safe_paths import experiment_path
 
     spec = chosen_model(args.model or file_config.get("model"), ("neural",), "main.py catalogue")
     config = resolve_catalogue_config(spec, {k: v for k, v in file_config.items() if k != "model"}, cli_settings(args))
     config.update(dataset=catalogue.name, catalogue_sha256=file_sha256(path))
     check_writable_folder(config["out"])
-    final_dir = experiment_path(config["out"], [(catalogue.name, "catalogue name"), (spec.name, "model name")],
-                                experiment_id(config)) / f"seed{config['seed']}"
     shown = "python main.py catalogue " + " ".join(shlex.quote(a) for a in argv)
-    from deephyperx.experiment_lock import claim_seeds
-
-    with claim_seeds(final_dir.parent, [config["seed"]], shown):  # another process on this seed: one line, stop
-        metrics = CatalogueRun(catalogue, config, final_dir, shown).execute()
+    experiment = Experiment(CatalogueTask(catalogue, config, shown))
+    metrics = experiment.run_claimed(config["seed"], shown)  # another process on this seed: one line, stop
     print(f"{spec.name} on catalogue {catalogue.name} ({len(catalogue.scenes)} scenes): "
           f"OA {format_percent(metrics['overall_accuracy'])}  AA {format_percent(metrics['average_accuracy'])}  "
           f"kappa {format_percent(metrics['kappa'])}  ({metrics['n_test']:,} test pixels)")
-    print(f"reports: {final_dir}")
+    print(f"reports: {experiment.folder / ('seed' + str(config['seed']))}")
     return 0

@@ -1,15 +1,15 @@
 """Synthetic spectra from a conditional generator: train it on a scene's training pixels, draw
 spectra of each class, bring them back to the scene's units, write them and a realism report.
 
-A run goes like a classification run (see :mod:`deephyperx.runner`): the same split, a min-max
-normalisation to [0, 1] fitted on training pixels only (the generators end in a sigmoid), the
-engine's :class:`~deephyperx.training.Trainer` with a checkpoint after every epoch, a folder
-written as ``<name>.partial`` and renamed when complete, and resumption when the same command is
-given again. ``restore`` starts from a generator checkpoint (by default without training more).
+:class:`GenerateTask` is the generation part of the experiment skeleton (:mod:`deephyperx.experiment`):
+the same split as a classification run (:mod:`deephyperx.runner`), a min-max normalisation to [0, 1]
+fitted on training pixels only (the generators end in a sigmoid), the engine's
+:class:`~deephyperx.training.Trainer` with a checkpoint after every epoch; the skeleton writes the
+folder as ``<name>.partial``, renames it when complete and resumes it when the same command is given
+again. ``restore`` starts from a generator checkpoint (by default without training more).
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,20 +20,18 @@ import numpy as np
 import torch
 
 from deephyperx import checkpoint as ckpt
-from deephyperx.atomic import replace_directory
 from deephyperx.errors import UserError
-from deephyperx.experiment_lock import claim_seeds
+from deephyperx.experiment import Experiment, SeedRun, Task
 from deephyperx.file_monitor import FileMonitor
-from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors
+from deephyperx.monitor import Monitor
 from deephyperx.preprocessing import Normaliser, fit_normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec, list_models, require_family
 from deephyperx.reports import save_json
 from deephyperx.run_environment import read_environment
-from deephyperx.runner import (Split, discard_unresumable_partial, make_split, resolve_device, resume_partial_folder,
-                              run_folder_names, with_input_checksums)
+from deephyperx.runner import Split, make_split, resolve_device, run_folder_names, with_input_checksums
 from deephyperx.sampling import Batch
 from deephyperx.scene import Scene
-from deephyperx.seeding import seed_everything, torch_generator
+from deephyperx.seeding import torch_generator
 from deephyperx.spectra_file import LabelledSpectra, write_spectra_file
 from deephyperx.steps import get_step
 from deephyperx.training import Trainer, TrainingData
@@ -197,40 +195,47 @@ def run_folder(config: dict[str, Any], scene: Scene) -> Path:
     return run_folder_names(config, scene) / f"seed{config['seed']}"
 
 
-class GenerationRun:
-    """Train (or restore) one generator on ``scene`` under ``config`` and generate what ``request``
-    asks for; the run folder is ``final_dir`` (written as ``final_dir.partial``)."""
+@dataclass
+class GenerationParts:
+    """What a generator run builds before any folder exists."""
 
-    def __init__(self, scene: Scene, config: dict[str, Any], request: GenerationRequest, final_dir: Path,
-                 extra_monitors: Optional[list[Monitor]] = None):
-        self.scene, self.config, self.request, self.final_dir = scene, dict(config), request, final_dir
+    split: Split
+    classes: list[int]
+    restored: Optional[dict]
+    model: torch.nn.Module
+
+
+class GenerateTask(Task):
+    """Train (or restore) one generator on ``scene`` under ``config`` and generate what ``request``
+    asks for: spectra of the chosen classes and their realism report."""
+
+    def __init__(self, scene: Scene, config: dict[str, Any], request: GenerationRequest):
+        self.scene, self.config, self.request = scene, config, request
         self.spec: ModelSpec = get_spec(config["model"])
         require_family(self.spec, ("generator",), "main.py generate")
-        self.seed = int(config["seed"])
-        self.partial = final_dir.with_name(final_dir.name + ".partial")
-        self.extra_monitors = extra_monitors or []
+        self.name, self.model, self.class_names = scene.name, self.spec.name, scene.class_names
 
-    def execute(self, stop_after_epoch: Optional[int] = None) -> Optional[dict[str, Any]]:
-        """Run to the end and return the summary; with ``stop_after_epoch`` (tests), stop there as an
-        interruption would, leaving the ``.partial`` folder to resume, and return None."""
-        seed_everything(self.seed)
+    def experiment_folder(self) -> Path:
+        return run_folder_names(self.config, self.scene)
+
+    def prepare(self, run: SeedRun) -> GenerationParts:
         check_samples(self.request.samples_per_class)
         wanted = class_ids(self.scene, self.request.class_names)
-        split = make_split(self.scene, self.config, self.seed)  # bad input fails before any folder exists
+        split = make_split(self.scene, run.config, run.seed)  # bad input fails before any folder exists
         classes = chosen_classes(self.scene, split.train, wanted)
-        restored = self._restored_checkpoint()
-        model = self._build_model(restored)
-        self._check_out_file()
-        resume = self._prepare_partial()
-        try:
-            return self._execute(split, classes, restored, model, resume, stop_after_epoch)
-        except UserError:
-            discard_unresumable_partial(self.partial)
-            raise
+        restored = self._restored_checkpoint(run.config)
+        model = self._build_model(run, restored)
+        out = self.request.out_file
+        if out is not None and Path(out).is_dir():
+            raise UserError(f"--out {out} is a folder; give a file name such as {Path(out) / 'synthetic.h5'}")
+        return GenerationParts(split, classes, restored, model)
+
+    def monitors(self, run: SeedRun) -> list[Monitor]:
+        return [CurvesMonitor(run.partial)]
 
     # --- before any folder ---------------------------------------------------------------------
-    def _restored_checkpoint(self) -> Optional[dict]:
-        path = self.config.get("restore")
+    def _restored_checkpoint(self, config: dict[str, Any]) -> Optional[dict]:
+        path = config.get("restore")
         if not path:
             return None
         data = ckpt.load_checkpoint(path)
@@ -244,106 +249,82 @@ class GenerationRun:
             raise UserError(f"checkpoint {path} holds no normalisation statistics; give one written by `main.py generate`")
         return data
 
-    def _build_model(self, restored: Optional[dict]) -> torch.nn.Module:
+    def _build_model(self, run: SeedRun, restored: Optional[dict]) -> torch.nn.Module:
         if restored is not None:  # the weights decide the architecture
-            self.config["model_args"] = dict(restored["config"].get("model_args", {}))
+            run.config["model_args"] = dict(restored["config"].get("model_args", {}))
         model = create_model(self.spec.name, n_bands=self.scene.n_bands, n_classes=self.scene.n_classes,
-                             seed=self.seed, **self.config["model_args"])
+                             seed=run.seed, **run.config["model_args"])
         if restored is not None:
             try:
                 model.load_state_dict(restored["model_state"])
             except (RuntimeError, KeyError, TypeError) as error:
                 first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                raise UserError(f"checkpoint {self.config['restore']} does not hold {self.spec.name} weights for "
+                raise UserError(f"checkpoint {run.config['restore']} does not hold {self.spec.name} weights for "
                                 f"this scene ({first[:120]}); give a model.pt written by `main.py generate`") from None
         return model
 
-    def _check_out_file(self) -> None:
-        out = self.request.out_file
-        if out is not None and Path(out).is_dir():
-            raise UserError(f"--out {out} is a folder; give a file name such as {Path(out) / 'synthetic.h5'}")
-
-    # --- folders ---------------------------------------------------------------------------------
-    def _prepare_partial(self) -> Optional[dict]:
-        """Keep a partial folder of the same experiment and seed (and return its checkpoint, with the
-        log trimmed back to it), else start afresh."""
-        return resume_partial_folder(self.partial, self.config, self.seed)
-
     # --- the run ---------------------------------------------------------------------------------
-    def _execute(self, split: Split, classes: list[int], restored: Optional[dict], model: torch.nn.Module,
-                 resume: Optional[dict], stop_after_epoch: Optional[int]) -> Optional[dict[str, Any]]:
-        cfg, scene = self.config, self.scene
-        monitor = Monitors([ConsoleMonitor(cfg["epoch"]), JsonLinesMonitor(self.partial / "metrics.jsonl"),
-                            CurvesMonitor(self.partial), *self.extra_monitors])
-        monitor.run_started({"run": f"{scene.name}_{self.spec.name}_seed{self.seed}", "scene": scene.name,
-                             "model": self.spec.name, "seed": self.seed, "class_names": scene.class_names,
-                             "config": cfg, "folder": str(self.final_dir)})
-        normaliser = Normaliser.from_state_dict(restored["normalisers"]["cube"]) if restored is not None \
-            else fit_normaliser(scene.cube, split.train, "minmax")
-        trainer = self._trainer(split, normaliser, model, monitor)
-        if resume is not None:
-            trainer.load_state_dict(resume)
-            monitor.text(f"resuming {self.final_dir.name} from epoch {resume['epoch']} ({self.partial})")
-        state = trainer.fit(stop_after_epoch)
-        if state.epoch < cfg["epoch"]:
+    def fit_and_report(self, run: SeedRun) -> Optional[dict[str, Any]]:
+        parts, scene = run.parts, self.scene
+        normaliser = Normaliser.from_state_dict(parts.restored["normalisers"]["cube"]) if parts.restored is not None \
+            else fit_normaliser(scene.cube, parts.split.train, "minmax")
+        trainer = self._trainer(run, normaliser)
+        state = run.train(trainer)
+        if state is None:
             return None
-        if not (self.partial / "checkpoint.pt").is_file():  # nothing trained (restored, --epoch 0)
-            ckpt.save_checkpoint(self.partial / "checkpoint.pt", trainer.state_dict())
-        summary = self._generate(split, classes, normaliser, trainer.model)
+        run.keep_model(trainer)
+        summary = self._generate(run, normaliser, trainer.model)
         summary.update({"train_seconds": state.train_seconds, "epochs": state.epoch,
-                        "parameters": sum(p.numel() for p in model.parameters())})
-        save_json(self.partial / "generation.json", summary)
-        monitor.run_ended(summary)
-        os.replace(self.partial / "checkpoint.pt", self.partial / "model.pt")
-        replace_directory(self.partial, self.final_dir)
+                        "parameters": sum(p.numel() for p in parts.model.parameters())})
+        save_json(run.partial / "generation.json", summary)
         return summary
 
-    def _trainer(self, split: Split, normaliser: Normaliser, model: torch.nn.Module, monitor: Monitor) -> Trainer:
-        scene, cfg = self.scene, self.config
+    def _trainer(self, run: SeedRun, normaliser: Normaliser) -> Trainer:
+        scene, cfg, split = self.scene, run.config, run.parts.split
         validation = maker_of(scene, split.validation, normaliser) if split.validation.any() else None
         data = GenerationData(maker_of(scene, split.train, normaliser), validation, scene.n_classes,
                               class_names=list(scene.class_names), wavelengths=scene.wavelengths)
         describe = {"n_bands": scene.n_bands, "class_names": list(scene.class_names), "scene": scene.name,
                     "normalisers": {"cube": normaliser.state_dict()}, "projection": None}
-        return Trainer(model, get_step(cfg["supervision"]), data, cfg, monitor, resolve_device(cfg["cuda"]),
-                       checkpoint_path=self.partial / "checkpoint.pt", checkpoint_extra=lambda: describe)
+        return Trainer(run.parts.model, get_step(cfg["supervision"]), data, cfg, run.monitor,
+                       resolve_device(cfg["cuda"]), checkpoint_path=run.checkpoint, checkpoint_extra=lambda: describe)
 
-    def _generate(self, split: Split, classes: list[int], normaliser: Normaliser,
-                  model: torch.nn.Module) -> dict[str, Any]:
+    def _generate(self, run: SeedRun, normaliser: Normaliser, model: torch.nn.Module) -> dict[str, Any]:
         """Draw the spectra, report on their realism, then write them (original units); the summary.
         The spectra file comes last, so that a run that fails leaves none."""
-        scene, request = self.scene, self.request
+        scene, request, classes = self.scene, self.request, run.parts.classes
         started = time.perf_counter()
-        spectra, labels = synthesise(model, classes, request.samples_per_class, self.seed)
+        spectra, labels = synthesise(model, classes, request.samples_per_class, run.seed)
         spectra = normaliser.invert(spectra).astype(np.float32)
         generate_seconds = time.perf_counter() - started
-        out_file = Path(request.out_file) if request.out_file is not None else self.partial / "synthetic.h5"
-        shown_out = out_file if request.out_file is not None else self.final_dir / "synthetic.h5"
+        out_file = Path(request.out_file) if request.out_file is not None else run.partial / "synthetic.h5"
+        shown_out = out_file if request.out_file is not None else run.final / "synthetic.h5"
         generation = {"samples_per_class": request.samples_per_class,
-                      "classes": [scene.class_names[k] for k in classes], "run_folder": str(self.final_dir)}
-        summary = {"scene": scene.name, "model": self.spec.name, "seed": self.seed, "spectra_file": str(shown_out),
+                      "classes": [scene.class_names[k] for k in classes], "run_folder": str(run.final)}
+        summary = {"scene": scene.name, "model": self.spec.name, "seed": run.seed, "spectra_file": str(shown_out),
                    "n_spectra": int(len(labels)), "generate_seconds": generate_seconds, **generation}
         if request.report:
-            summary["realism"], summary["interpolation_classes"] = self._report(split, classes, normaliser, model,
+            summary["realism"], summary["interpolation_classes"] = self._report(run, normaliser, model,
                                                                                 (spectra, labels))
         # the file's provenance: the configuration, the request and what the generator trained on (threads)
-        provenance = {**self.config, "generation": {**generation, "environment": read_environment(self.partial)}}
+        provenance = {**run.config, "generation": {**generation, "environment": read_environment(run.partial)}}
         write_spectra_file(out_file, LabelledSpectra(spectra, labels, list(scene.class_names), scene.wavelengths,
                                                      scene.name, self.spec.name, provenance))
         return summary
 
-    def _report(self, split: Split, classes: list[int], normaliser: Normaliser, model: torch.nn.Module,
+    def _report(self, run: SeedRun, normaliser: Normaliser, model: torch.nn.Module,
                 synthetic: tuple[np.ndarray, np.ndarray]) -> tuple[dict[str, Any], Optional[list[str]]]:
         """Compare the synthetic spectra with the real ones of the same classes (realism report, with a
         latent walk between the two most different classes); the report and the walk's two classes."""
         from deephyperx.realism import write_realism_report
 
+        split, classes = run.parts.split, run.parts.classes
         real_train = pixels(self.scene, split.train, classes)[:2]
         real_test = pixels(self.scene, split.test, classes)[:2]
         pair = walk_classes(*real_train, classes)
-        walk = normaliser.invert(latent_walk(model, *pair, self.seed)).astype(np.float32) if pair else None
-        report = write_realism_report(self.partial / "realism", real_train, real_test, synthetic,
-                                      list(self.scene.class_names), self.scene.wavelengths, walk, self.seed)
+        walk = normaliser.invert(latent_walk(model, *pair, run.seed)).astype(np.float32) if pair else None
+        report = write_realism_report(run.partial / "realism", real_train, real_test, synthetic,
+                                      list(self.scene.class_names), self.scene.wavelengths, walk, run.seed)
         return report, [self.scene.class_names[k] for k in pair] if pair else None
 
 
@@ -354,10 +335,9 @@ def generate(scene: Scene, config: dict[str, Any], request: GenerationRequest,
     folder is :func:`run_folder`, its seed claimed for the time of the run (another process running it
     stops this one with one line naming it). Returns the run's summary (None when stopped early)."""
     config = with_input_checksums(config, scene)  # a custom scene's content joins the identity
-    final_dir = run_folder(config, scene)
-    run = GenerationRun(scene, config, request, final_dir, extra_monitors)
-    with claim_seeds(final_dir.parent, [run.seed], flags="--seed or --runs_dir"):
-        summary = run.execute(stop_after_epoch)
+    experiment = Experiment(GenerateTask(scene, config, request))
+    summary = experiment.run_claimed(int(config["seed"]), flags="--seed or --runs_dir", extra_monitors=extra_monitors,
+                                     stop_after_epoch=stop_after_epoch)
     if summary is not None:
         print(f"{summary['n_spectra']} spectra of {len(summary['classes'])} classes written to "
               f"{summary['spectra_file']}; run folder {summary['run_folder']}", file=sys.stderr)

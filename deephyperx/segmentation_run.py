@@ -1,16 +1,15 @@
 """A segmentation experiment on aerial tiles: train on random crops of the training regions, slide
 over every test region, score against full and eroded ground truth, write reports.
 
-The same pattern as :mod:`deephyperx.runner`: each seed's run is written into
-``<name>.partial/`` and renamed when complete; it checkpoints every epoch (through
-:class:`deephyperx.training.Trainer`) and resumes when the same command is given again.
-Normalisation statistics of every source are fitted on the training regions only and travel in
-the checkpoint. Several seeds give mean ± std (``results.json`` / ``results.md``).
+:class:`SegmentTask` is the segmentation part of the experiment skeleton (:mod:`deephyperx.experiment`),
+which writes each seed's run into ``<name>.partial/``, renames it when complete and resumes it from
+its checkpoint (written every epoch by :class:`deephyperx.training.Trainer`) when the same command is
+given again. Normalisation statistics of every source are fitted on the training regions only and
+travel in the checkpoint. Several seeds give mean ± std (``results.json`` / ``results.md``).
 """
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,23 +21,20 @@ import torch
 
 from deephyperx import checkpoint as ckpt
 from deephyperx import segmentation_steps  # noqa: F401  (registers the segmentation training steps)
-from deephyperx.atomic import atomic_path, atomic_write_text, replace_directory
+from deephyperx.atomic import atomic_path, atomic_write_text
 from deephyperx.config import check_shared_settings
 from deephyperx.config import experiment_id as config_experiment_id
 from deephyperx.errors import UserError
-from deephyperx.experiment_lock import claim_seeds, experiment_lock
-from deephyperx.file_monitor import FileMonitor
+from deephyperx.experiment import Experiment, MonitorsPerSeed, SeedRun, Task
 from deephyperx.metrics import (CLASS_MEANS, OVERALL_METRICS, aggregate_runs, confusion_matrix, mean_and_std,
                                 segmentation_metrics)
-from deephyperx.monitor import ConsoleMonitor, JsonLinesMonitor, Monitor, Monitors
+from deephyperx.monitor import Monitor
 from deephyperx.preprocessing import Normaliser
 from deephyperx.registry import ModelSpec, create_model, get_spec
-from deephyperx.reports import load_json, rgb_composite, save_confusion_png, save_json, save_map_comparison_png
-from deephyperx.runner import (discard_unresumable_partial, recorded_commands, resolve_device, resume_partial_folder,
-                               settled_seeds)
+from deephyperx.reports import rgb_composite, save_confusion_png, save_json, save_map_comparison_png
+from deephyperx.runner import resolve_device
 from deephyperx.safe_paths import experiment_path, file_stem
 from deephyperx.scene import IGNORE
-from deephyperx.seeding import seed_everything
 from deephyperx.segmentation_reports import (aggregate_markdown, display_step, run_markdown,
                                              save_label_png)
 from deephyperx.settings import MODEL, TILES, check_types, defaults, layer_settings, setting
@@ -271,70 +267,73 @@ def strided_labels(reader: TileReader, region: ResolvedRegion, step: int, eroded
     return strided_read(read, region.window, step)
 
 
-class SegmentationRun:
-    """One seed of a segmentation experiment, written into ``final_dir`` (via ``final_dir.partial``)."""
+@dataclass
+class SegmentParts:
+    """What a segmentation seed builds before any folder exists, and its inference time so far."""
 
-    def __init__(self, tileset: Any, config: dict[str, Any], seed: int, final_dir: Path,
-                 extra_monitors: Optional[list[Monitor]] = None):
-        self.tileset, self.seed, self.final_dir = tileset, seed, Path(final_dir)
-        self.config = {**config, "seed": seed}
+    model: torch.nn.Module
+    restored: Optional[dict]
+    test: list[ResolvedRegion]
+    inference_seconds: float = 0.0  # sliding-window prediction of the test regions
+
+
+class SegmentTask(Task):
+    """Segmentation of a tile set: train on random crops of the training regions, slide over every
+    test region, score against full and eroded ground truth, write reports."""
+
+    run_facts = ("seed", "overall_accuracy", "kappa", "mean_f1", "mean_iou", "train_seconds", "inference_seconds",
+                 "parameters", "epochs", "n_test")
+
+    def __init__(self, tileset: Any, config: dict[str, Any]):
+        self.tileset, self.config = tileset, config
         self.spec: ModelSpec = get_spec(config["model"])
-        self.partial = self.final_dir.with_name(self.final_dir.name + ".partial")
-        self.extra_monitors = extra_monitors or []
-        self.inputs = list(self.config["inputs"])
+        self.name, self.model, self.class_names = tileset.name, self.spec.name, list(tileset.class_names)
+        self.inputs = list(config["inputs"])
         self.channels = [int(tileset.source_channels[s]) for s in self.inputs]
         self.n_classes = len(tileset.class_names)
-        self.inference_seconds = 0.0  # sliding-window prediction of the test regions
 
-    # --- the run ---------------------------------------------------------------------------------
-    def execute(self) -> dict[str, Any]:
-        seed_everything(self.seed)
+    def experiment_folder(self) -> Path:
+        return experiment_folder(self.config, self.tileset.name)
+
+    def prepare(self, run: SeedRun) -> SegmentParts:
         restored = self._restored_checkpoint()
         model = self._build_model(restored)  # an impossible model fails before any folder exists
-        test = [resolve_region(self.tileset, r) for r in self.tileset.test]
-        resume = self._prepare_partial()
-        try:
-            return self._execute(model, restored, resume, test)
-        except UserError:
-            discard_unresumable_partial(self.partial)
-            raise
+        return SegmentParts(model, restored, [resolve_region(self.tileset, r) for r in self.tileset.test])
 
-    def _execute(self, model: torch.nn.Module, restored: Optional[dict], resume: Optional[dict],
-                 test: list[ResolvedRegion]) -> dict[str, Any]:
-        cfg = self.config
-        monitor = Monitors([ConsoleMonitor(cfg["epoch"]), JsonLinesMonitor(self.partial / "metrics.jsonl"),
-                            FileMonitor(self.partial), *self.extra_monitors])
-        monitor.run_started({"run": f"{self.tileset.name}_{self.spec.name}_seed{self.seed}",
-                             "scene": self.tileset.name, "model": self.spec.name, "seed": self.seed,
-                             "class_names": list(self.tileset.class_names), "config": cfg,
-                             "folder": str(self.final_dir)})
+    def summarise(self, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return aggregate_segmentation(runs)
+
+    def results_markdown(self, title: str, aggregate: dict[str, Any], commands: Optional[list[str]]) -> str:
+        return aggregate_markdown(title, aggregate, commands)
+
+    def fit_and_report(self, run: SeedRun) -> Optional[dict[str, Any]]:
+        parts, monitor = run.parts, run.monitor
         started = time.perf_counter()
         train_regions, val_regions = self._training_regions()
-        normalisers = self._normalisers(resume or restored, train_regions)
+        normalisers = self._normalisers(run.resume or parts.restored, train_regions)
         reader = TileReader(self.tileset, self.inputs, normalisers)
-        self._show_tiles(monitor, reader, test[0])
-        trainer, state = self._train(model, reader, normalisers, train_regions, val_regions, monitor, resume)
+        self._show_tiles(monitor, reader, parts.test[0])
+        trainer = self._trainer(run, reader, normalisers, train_regions, val_regions)
+        state = run.train(trainer)
+        if state is None:
+            return None
         device = trainer.device
-        names = region_names(test, self.tileset.tile_shape)
-        scores = [self._predict_region(trainer.model, reader, region, name, device, monitor, first=i == 0)
-                  for i, (region, name) in enumerate(zip(test, names))]
+        names = region_names(parts.test, self.tileset.tile_shape)
+        scores = [self._predict_region(run, trainer.model, reader, region, name, device, first=i == 0)
+                  for i, (region, name) in enumerate(zip(parts.test, names))]
         metrics = self._metrics(scores)
-        metrics.update({"seed": self.seed, "scene": self.tileset.name, "model": self.spec.name,
+        metrics.update({"seed": run.seed, "scene": self.tileset.name, "model": self.spec.name,
                         "sources": self.inputs, "train_seconds": state.train_seconds,
-                        "inference_seconds": self.inference_seconds, "epochs": state.epoch,
-                        "parameters": sum(p.numel() for p in model.parameters()),
+                        "inference_seconds": parts.inference_seconds, "epochs": state.epoch,
+                        "parameters": sum(p.numel() for p in parts.model.parameters()),
                         "final_train_loss": state.history[-1]["train_loss"] if state.history else None,
                         "wall_seconds": time.perf_counter() - started,
                         "n_train_regions": len(train_regions), "n_validation_regions": len(val_regions)})
-        if cfg.get("predict_train") and train_regions:
+        if run.config.get("predict_train") and train_regions:
             metrics["train"] = self._score_training_regions(trainer.model, reader, train_regions, device)
-        last, final = self.partial / "checkpoint.pt", self.partial / "model.pt"
-        os.replace(last, final) if last.is_file() else ckpt.save_checkpoint(final, trainer.state_dict())
-        full_cm = np.asarray(metrics["confusion_matrix"])
-        monitor.confusion(full_cm, self.tileset.class_names)
-        self._write_reports(metrics, scores)
-        monitor.run_ended(metrics)
-        replace_directory(self.partial, self.final_dir)
+        run.keep_model(trainer)
+        monitor.confusion(np.asarray(metrics["confusion_matrix"]), self.tileset.class_names)
+        self._write_reports(run, metrics)
         return metrics
 
     # --- data ------------------------------------------------------------------------------------
@@ -350,17 +349,17 @@ class SegmentationRun:
             return {k: Normaliser.from_state_dict(v) for k, v in checkpoint["normalisers"].items()}
         return fit_source_normalisers(self.tileset, train_regions, self.inputs, self.config["normalization"])
 
-    def _train(self, model: torch.nn.Module, reader: TileReader, normalisers: dict[str, Normaliser],
-               train_regions: list[Any], val_regions: list[Any], monitor: Monitor, resume: Optional[dict]):
-        cfg, crop = self.config, int(self.config["patch_size"])
+    def _trainer(self, run: SeedRun, reader: TileReader, normalisers: dict[str, Normaliser],
+                 train_regions: list[Any], val_regions: list[Any]) -> Trainer:
+        cfg, crop = run.config, int(run.config["patch_size"])
         device = resolve_device(cfg["cuda"])
         focus = None if cfg["focus_class"] is None else \
             (class_index(self.tileset.class_names, cfg["focus_class"], "focus_class"), float(cfg["focus_fraction"]))
         train = RandomCrops(self.tileset, train_regions, self.inputs, crop, normalisers,
-                            augment=bool(cfg["flip_augmentation"]), reader=reader, seed=self.seed, focus=focus) \
+                            augment=bool(cfg["flip_augmentation"]), reader=reader, seed=run.seed, focus=focus) \
             if train_regions and cfg["epoch"] > 0 else _NoCrops()
         validation = RandomCrops(self.tileset, val_regions, self.inputs, crop, normalisers, augment=False,
-                                 reader=reader, seed=self.seed) if val_regions else None
+                                 reader=reader, seed=run.seed) if val_regions else None
         weights = None
         if cfg["class_balancing"] and isinstance(train, RandomCrops):
             counts = train.labelled_counts(self.n_classes)
@@ -369,12 +368,8 @@ class SegmentationRun:
         describe = {"class_names": list(self.tileset.class_names), "scene": self.tileset.name,
                     "inputs": self.inputs, "channels": self.channels,
                     "normalisers": {k: n.state_dict() for k, n in normalisers.items()}}
-        trainer = Trainer(model, get_step(cfg["supervision"]), data, cfg, monitor, device,
-                          checkpoint_path=self.partial / "checkpoint.pt", checkpoint_extra=lambda: describe)
-        if resume is not None:
-            trainer.load_state_dict(resume)
-            monitor.text(f"resuming {self.final_dir.name} from epoch {resume['epoch']} ({self.partial})")
-        return trainer, trainer.fit()
+        return Trainer(run.parts.model, get_step(cfg["supervision"]), data, cfg, run.monitor, device,
+                       checkpoint_path=run.checkpoint, checkpoint_extra=lambda: describe)
 
     # --- prediction and scores -------------------------------------------------------------------
     def _predict(self, model: torch.nn.Module, reader: TileReader, region: ResolvedRegion, device: torch.device,
@@ -386,10 +381,10 @@ class SegmentationRun:
                             self.n_classes, crop, int(self.config["stride"]), int(self.config["batch_size"]),
                             device, probabilities, probability_class, out=prediction)
 
-    def _predict_region(self, model: torch.nn.Module, reader: TileReader, region: ResolvedRegion, name: str,
-                        device: torch.device, monitor: Monitor, first: bool) -> RegionScore:
+    def _predict_region(self, run: SeedRun, model: torch.nn.Module, reader: TileReader, region: ResolvedRegion,
+                        name: str, device: torch.device, first: bool) -> RegionScore:
         """Predict one test region, write its maps, score it (and extract objects when asked)."""
-        folder = self.partial / "predictions"
+        folder = run.partial / "predictions"
         folder.mkdir(parents=True, exist_ok=True)
         stem = file_stem(name)
         detect = self.config.get("detect")
@@ -402,7 +397,7 @@ class SegmentationRun:
                                                       dtype=np.float32, shape=(r1 - r0, c1 - c0))
         started = time.perf_counter()
         prediction = self._predict(model, reader, region, device, probabilities, class_id)
-        self.inference_seconds += time.perf_counter() - started
+        run.parts.inference_seconds += time.perf_counter() - started
         with atomic_path(folder / f"{stem}.npy") as tmp:
             np.save(tmp, prediction)
         save_label_png(prediction, self.tileset.palette, self.n_classes, folder / f"{stem}.png")
@@ -412,19 +407,19 @@ class SegmentationRun:
         save_map_comparison_png(truth_view, shown, self.tileset.palette, self.tileset.class_names,
                                 folder / f"{stem}_comparison.png")
         if first:  # the map the run's report.html shows
-            with atomic_path(self.partial / "map.png") as tmp:
+            with atomic_path(run.partial / "map.png") as tmp:
                 shutil.copyfile(folder / f"{stem}_comparison.png", tmp)
-            monitor.label_map("prediction", shown, self.tileset.palette, self.tileset.class_names)
+            run.monitor.label_map("prediction", shown, self.tileset.palette, self.tileset.class_names)
         score = RegionScore(name, region.tile, region.window,
                             confusion_over_region(reader, region, prediction, self.n_classes, eroded=False),
                             confusion_over_region(reader, region, prediction, self.n_classes, eroded=True))
         if detect is not None:
-            score.detection = self._detect(reader, region, stem, prediction, probabilities, class_id)
+            score.detection = self._detect(run, reader, region, stem, prediction, probabilities, class_id)
             probabilities.flush()
             del probabilities
         return score
 
-    def _detect(self, reader: TileReader, region: ResolvedRegion, stem: str, prediction: np.ndarray,
+    def _detect(self, run: SeedRun, reader: TileReader, region: ResolvedRegion, stem: str, prediction: np.ndarray,
                 probabilities: np.ndarray, class_id: int) -> dict:
         """Segment-before-detect on one region: objects of ``class_id`` as CSV/GeoJSON, scored against
         the connected components of the full ground truth (eroding it would wipe out small vehicles)."""
@@ -437,7 +432,7 @@ class SegmentationRun:
             predicted = np.where(region.mask, prediction, IGNORE)
         transform, crs = self._map_transform(region)
         cfg = self.config
-        return detect(predicted, class_id, self.partial / "objects", truth=truth, scores=probabilities,
+        return detect(predicted, class_id, run.partial / "objects", truth=truth, scores=probabilities,
                       min_pixels=int(cfg["detect_min_pixels"]), iou_threshold=float(cfg["detect_iou"]),
                       class_names=list(self.tileset.class_names), transform=transform, crs=crs,
                       stem=f"{stem}_{file_stem(self.tileset.class_names[class_id])}")
@@ -500,12 +495,7 @@ class SegmentationRun:
         monitor.label_map("ground_truth", strided_labels(reader, region, step), tileset.palette,
                           tileset.class_names)
 
-    # --- folders and checkpoints -----------------------------------------------------------------
-    def _prepare_partial(self) -> Optional[dict]:
-        """Keep a partial folder of the same experiment and seed (to resume), else start afresh.
-        Returns the checkpoint to resume from, with the log trimmed back to it."""
-        return resume_partial_folder(self.partial, self.config, self.seed)
-
+    # --- restored checkpoints and models ----------------------------------------------------------
     def _restored_checkpoint(self) -> Optional[dict]:
         path = self.config.get("restore")
         if not path:
@@ -536,8 +526,8 @@ class SegmentationRun:
         return model
 
     # --- reports ---------------------------------------------------------------------------------
-    def _write_reports(self, metrics: dict, scores: list[RegionScore]) -> None:
-        folder = self.partial
+    def _write_reports(self, run: SeedRun, metrics: dict) -> None:
+        folder = run.partial
         save_json(folder / "metrics.json", metrics)
         names = list(self.tileset.class_names)
         save_confusion_png(np.asarray(metrics["confusion_matrix"]), names, folder / "confusion.png")
@@ -545,7 +535,7 @@ class SegmentationRun:
             save_confusion_png(np.asarray(metrics["eroded"]["confusion_matrix"]), names,
                                folder / "confusion_eroded.png")
         atomic_write_text(folder / "summary.md", run_markdown(
-            f"{self.spec.name} on {self.tileset.name}, seed {self.seed}", metrics, self.config))
+            f"{self.spec.name} on {self.tileset.name}, seed {run.seed}", metrics, run.config))
 
 
 class _NoCrops:
@@ -579,11 +569,6 @@ def pooled_detection(results: Sequence[dict]) -> dict[str, Any]:
 
 # ----- several runs -------------------------------------------------------------------------------
 
-#: Per-run facts kept in an experiment's results.json beside the aggregate.
-RUN_FACTS = ("seed", "overall_accuracy", "kappa", "mean_f1", "mean_iou", "train_seconds", "inference_seconds",
-             "parameters", "epochs", "n_test")
-
-
 def aggregate_segmentation(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Mean ± sample std over runs of OA, AA, kappa, per-class scores, mean F1 and mIoU, on full and
     eroded ground truth, and of object-level scores when detection ran."""
@@ -603,53 +588,12 @@ def aggregate_segmentation(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_segmentation_experiment(tileset: Any, config: dict[str, Any], command: Optional[str] = None,
-                                extra_monitors: Optional[Callable[[int], list[Monitor]]] = None) -> dict[str, Any]:
-    """``config['runs']`` runs with seeds ``seed, seed+1, ...``; writes the aggregate report. With
-    ``reuse_finished``, a seed whose folder is complete is read back instead of run again.
-
-    The seeds to train are claimed before any work (:func:`~deephyperx.experiment_lock.claim_seeds`):
-    a seed another process is running stops the command with one line naming it. ``results.json`` and
-    ``results.md`` aggregate every seed finished in the folder, whichever command ran it (written under
-    the folder's lock); the returned aggregate covers this command's seeds."""
+                                extra_monitors: Optional[MonitorsPerSeed] = None) -> dict[str, Any]:
+    """``config['runs']`` runs of :class:`SegmentTask` with seeds ``seed, seed+1, ...`` and their
+    aggregate report (see :meth:`~deephyperx.experiment.Experiment.run`: claimed seeds, diverged seeds
+    recorded and left out); with ``reuse_finished``, a seed whose folder is complete is read back
+    instead of run again. ``results.json`` and ``results.md`` aggregate every seed finished in the
+    folder, whichever command ran it; the returned aggregate covers this command's seeds."""
     check_tileset_for(config, tileset)
-    folder = experiment_folder(config, tileset.name)
-    seeds = [int(config["seed"]) + i for i in range(config["runs"])]
-    reuse = bool(config.get("reuse_finished"))
-    to_train = [s for s in seeds if not (reuse and (folder / f"seed{s}" / "metrics.json").is_file())]
-    runs = []
-    with claim_seeds(folder, to_train, command) if to_train else contextlib.nullcontext():
-        for seed in seeds:
-            done = folder / f"seed{seed}" / "metrics.json"
-            if reuse and done.is_file():
-                runs.append(load_json(done))
-                continue
-            monitors = extra_monitors(seed) if extra_monitors else None
-            runs.append(SegmentationRun(tileset, config, seed, folder / f"seed{seed}", monitors).execute())
-        write_segmentation_results(folder, tileset.name, config, command)
-    return segmentation_aggregate(runs, tileset.name, config, command, folder)
-
-
-def segmentation_aggregate(runs: Sequence[dict[str, Any]], tileset: str, config: dict[str, Any],
-                           command: Optional[str], folder: Path) -> dict[str, Any]:
-    """Mean ± std over ``runs`` (see :func:`aggregate_segmentation`) and the facts of each run."""
-    aggregate = aggregate_segmentation(runs)
-    aggregate.update({"scene": tileset, "model": config["model"], "folder": str(folder),
-                      "command": command, "config": config,
-                      "runs": [{k: run.get(k) for k in RUN_FACTS} for run in runs]})
-    return aggregate
-
-
-def write_segmentation_results(folder: Path, tileset: str, config: dict[str, Any], command: Optional[str]) -> None:
-    """Under the folder's lock, write ``results.json`` and ``results.md`` from every seed finished in the
-    folder, by this command or by another."""
-    with experiment_lock(folder):
-        runs, _ = settled_seeds(folder)
-        if not runs:
-            return
-        aggregate = segmentation_aggregate(runs, tileset, config, command, folder)
-        aggregate["commands"] = recorded_commands(folder / "results.json", command)
-        save_json(folder / "results.json", aggregate)
-        text = aggregate_markdown(f"{config['model']} on {tileset}", aggregate, aggregate["commands"] or None)
-        text += (f"\nThese are the seeds finished in {folder.name}/, whichever command ran them (the commands "
-                 "above ran this experiment); a command's printed line covers only the seeds it ran.\n")
-        atomic_write_text(folder / "results.md", text)
+    return Experiment(SegmentTask(tileset, config)).run(command, extra_monitors,
+                                                        reuse_finished=bool(config.get("reuse_finished")))

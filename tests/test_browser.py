@@ -17,8 +17,9 @@ pytest.importorskip("visdom", reason="visdom is not installed (scripts/setup.sh 
 import models  # noqa: F401,E402  (registers the zoo)
 from deephyperx.atomic import atomic_path  # noqa: E402
 from deephyperx.config import resolve_config  # noqa: E402
+from deephyperx.experiment import Experiment  # noqa: E402
 from deephyperx.registry import get_spec  # noqa: E402
-from deephyperx.runner import SingleRun  # noqa: E402
+from deephyperx.runner import ClassifyTask  # noqa: E402
 from deephyperx.visdom_monitor import VisdomMonitor  # noqa: E402
 from deephyperx.visdom_server import free_port, start_server, stop_server  # noqa: E402
 
@@ -58,7 +59,7 @@ def page(scene, tmp_path_factory):
     try:
         monitor = VisdomMonitor(port=port)
         config = resolve_config(get_spec("hu"), {"out": str(folder), "epoch": 2, "with_exploration": True})
-        SingleRun(scene, config, 0, folder / "run", extra_monitors=[monitor]).execute()
+        Experiment(ClassifyTask(scene, config)).run_seed(0, folder / "run", extra_monitors=[monitor])
         shot = folder / "visdom.png"
         dom = open_in_chromium(f"http://127.0.0.1:{port}/env/{monitor.env}", folder / "profile", shot)
     finally:

@@ -16,7 +16,8 @@ import torch
 
 import main as main_py
 from deephyperx import checkpoint as ckpt
-from deephyperx.catalogue_cli import CatalogueRun, experiment_id, file_sha256
+from deephyperx.catalogue_cli import CatalogueTask, experiment_id, file_sha256
+from deephyperx.experiment import Experiment
 from deephyperx.scene_catalogue import load_catalogue, write_catalogue
 from test_scene_catalogue import TEST_TILES, write_tiles
 
@@ -92,7 +93,9 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(trained, catalog
     loaded = load_catalogue(catalogue)
     config.update(dataset=loaded.name, catalogue_sha256=file_sha256(catalogue))
     final = tmp_path / f"tiles_hu_{experiment_id(config)}" / "seed0"
-    assert CatalogueRun(loaded, config, final).execute(stop_after_epoch=1) is None
+    experiment = Experiment(CatalogueTask(loaded, config))
+    assert experiment.folder == final.parent
+    assert experiment.run_seed(0, stop_after_epoch=1) is None
     partial = final.with_name("seed0.partial")
     assert (partial / "checkpoint.pt").is_file() and not final.exists()
     assert command(argv) == 0  # the same command resumes from epoch 1

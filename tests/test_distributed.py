@@ -23,10 +23,11 @@ from deephyperx import checkpoint as ckpt
 from deephyperx import distributed
 from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
+from deephyperx.experiment import Experiment
 from deephyperx.monitor import Monitor
 from deephyperx.registry import create_model, get_spec
 from deephyperx.run_environment import read_environment
-from deephyperx.runner import SingleRun, run_experiment
+from deephyperx.runner import ClassifyTask, run_experiment
 from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
 from deephyperx.seeding import torch_generator
 from deephyperx.steps import get_step
@@ -120,8 +121,9 @@ def test_two_processes_write_one_run_that_a_single_process_loads(hu_run, tmp_pat
     scene = make_synthetic_scene(seed=0)
     model = create_model("hu", n_bands=scene.n_bands, n_classes=scene.n_classes, patch_size=1, seed=0)
     model.load_state_dict(state["model_state"])  # the plain model's keys, no DDP "module." prefix
-    restored = SingleRun(scene, {**resolve_config(get_spec("hu"), {**HU_SETTINGS, "out": str(tmp_path)}),
-                                 "restore": str(hu_run.folder / "model.pt"), "epoch": 0}, 0, tmp_path / "r").execute()
+    config = {**resolve_config(get_spec("hu"), {**HU_SETTINGS, "out": str(tmp_path)}),
+              "restore": str(hu_run.folder / "model.pt"), "epoch": 0}
+    restored = Experiment(ClassifyTask(scene, config)).run_seed(0, tmp_path / "r")
     assert restored["confusion_matrix"] == metrics["confusion_matrix"]
 
 

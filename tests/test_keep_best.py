@@ -15,9 +15,10 @@ import models  # noqa: F401
 from deephyperx import checkpoint as ckpt
 from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
+from deephyperx.experiment import Experiment
 from deephyperx.monitor import Monitor
 from deephyperx.registry import create_model, get_spec
-from deephyperx.runner import SingleRun
+from deephyperx.runner import ClassifyTask
 from deephyperx.sampling import BatchMaker, PatchSampler
 from deephyperx.scene import Scene
 from deephyperx.steps import get_step
@@ -109,20 +110,20 @@ def test_an_interrupted_run_keeps_the_same_best_weights(noisy_scene, tmp_path):
 
 def test_a_run_reports_its_best_epoch_and_saves_those_weights(noisy_scene, tmp_path):
     config = config_for(noisy_scene, tmp_path, keep_best="val_oa")
-    result = SingleRun(noisy_scene, config, 0, tmp_path / "run").execute()
+    result = Experiment(ClassifyTask(noisy_scene, config)).run_seed(0, tmp_path / "run")
     assert 1 <= result["best_epoch"] <= config["epoch"]
     saved = ckpt.load_checkpoint(tmp_path / "run" / "model.pt")
     assert saved["best"]["epoch"] == result["best_epoch"]
     for name, value in saved["best"]["model_state"].items():
         assert torch.equal(value, saved["model_state"][name]), name
-    without = SingleRun(noisy_scene, config_for(noisy_scene, tmp_path), 0, tmp_path / "plain").execute()
+    without = Experiment(ClassifyTask(noisy_scene, config_for(noisy_scene, tmp_path))).run_seed(0, tmp_path / "plain")
     assert "best_epoch" not in without
 
 
 def test_keep_best_needs_validation_pixels(noisy_scene, tmp_path):
     config = config_for(noisy_scene, tmp_path, keep_best="val_oa", val_fraction=0.0)
     with pytest.raises(UserError, match="--keep_best val_oa selects weights on validation pixels"):
-        SingleRun(noisy_scene, config, 0, tmp_path / "run").execute()
+        Experiment(ClassifyTask(noisy_scene, config)).run_seed(0, tmp_path / "run")
 
 
 def test_an_unknown_score_is_one_line_and_status_2(tmp_path):

@@ -8,9 +8,10 @@ import pytest
 
 import models  # noqa: F401
 from deephyperx.config import resolve_config
+from deephyperx.experiment import Experiment
 from deephyperx.monitor import ConsoleMonitor, Monitor, Monitors, trim_records
 from deephyperx.registry import get_spec
-from deephyperx.runner import SingleRun
+from deephyperx.runner import ClassifyTask
 
 
 def hu_config(scene, tmp_path, **overrides):
@@ -19,7 +20,7 @@ def hu_config(scene, tmp_path, **overrides):
 
 
 def test_file_reports_hold_curves_figures_and_html(synthetic_scene, tmp_path):
-    SingleRun(synthetic_scene, hu_config(synthetic_scene, tmp_path), 0, tmp_path / "run").execute()
+    Experiment(ClassifyTask(synthetic_scene, hu_config(synthetic_scene, tmp_path))).run_seed(0, tmp_path / "run")
     folder = tmp_path / "run"
     for name in ("curves.png", "rgb.png", "ground_truth.png", "class_spectra.png", "report.html"):
         assert (folder / name).is_file(), name
@@ -42,8 +43,8 @@ class Exploding(Monitor):
 
 
 def test_a_failing_monitor_warns_once_and_training_goes_on(synthetic_scene, tmp_path, capsys):
-    result = SingleRun(synthetic_scene, hu_config(synthetic_scene, tmp_path), 0, tmp_path / "run",
-                       extra_monitors=[Exploding()]).execute()
+    task = ClassifyTask(synthetic_scene, hu_config(synthetic_scene, tmp_path))
+    result = Experiment(task).run_seed(0, tmp_path / "run", extra_monitors=[Exploding()])
     assert result["overall_accuracy"] > 0
     assert capsys.readouterr().err.count("monitor Exploding failed") == 1
     assert Exploding.calls > 3
@@ -79,8 +80,8 @@ def test_tensorboard_event_files(synthetic_scene, tmp_path):
 
     from deephyperx.tensorboard_monitor import TensorBoardMonitor
 
-    SingleRun(synthetic_scene, hu_config(synthetic_scene, tmp_path), 0, tmp_path / "run",
-              extra_monitors=[TensorBoardMonitor(tmp_path / "tb")]).execute()
+    task = ClassifyTask(synthetic_scene, hu_config(synthetic_scene, tmp_path))
+    Experiment(task).run_seed(0, tmp_path / "run", extra_monitors=[TensorBoardMonitor(tmp_path / "tb")])
     events = EventAccumulator(str(tmp_path / "tb" / "Synthetic_hu_seed0")).Reload()
     tags = events.Tags()
     assert {"iteration/loss", "epoch/train_loss", "epoch/val_oa", "epoch/lr", "test/overall_accuracy"} <= set(tags["scalars"])

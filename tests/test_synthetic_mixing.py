@@ -18,9 +18,10 @@ import models.generators  # noqa: F401  (registers cgan, cvae)
 import models.hu  # noqa: F401  (registers hu)
 from deephyperx.config import experiment_id, resolve_config
 from deephyperx.errors import UserError
+from deephyperx.experiment import Experiment
 from deephyperx.preprocessing import fit_normaliser
 from deephyperx.registry import get_spec
-from deephyperx.runner import SingleRun, run_experiment
+from deephyperx.runner import ClassifyTask, run_experiment
 from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
 from deephyperx.scene import IGNORE, Scene, class_spectra
 from deephyperx.spectra_file import LabelledSpectra, read_spectra_file, write_spectra_file
@@ -248,8 +249,8 @@ def test_a_seed_template_gives_each_run_the_spectra_of_its_own_generator(small_s
 def test_a_bad_synthetic_file_stops_the_run_before_anything_is_written(small_scene, tmp_path):
     wrong_bands = spectra_file(tmp_path / "bands.h5", small_scene, n_bands=5)
     with pytest.raises(UserError, match="5 bands"):
-        SingleRun(small_scene, hu_config(tmp_path / "out", synthetic=str(wrong_bands)), 0,
-                  tmp_path / "out" / "run" / "seed0").execute()
+        task = ClassifyTask(small_scene, hu_config(tmp_path / "out", synthetic=str(wrong_bands)))
+        Experiment(task).run_seed(0, tmp_path / "out" / "run" / "seed0")
     assert not (tmp_path / "out").exists()
 
 

@@ -11,9 +11,10 @@ import models  # noqa: F401
 from deephyperx import checkpoint as ckpt
 from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
+from deephyperx.experiment import Experiment
 from deephyperx.monitor import Monitor
 from deephyperx.registry import get_spec, register_model
-from deephyperx.runner import SingleRun
+from deephyperx.runner import ClassifyTask
 from deephyperx.sampling import BatchMaker, PatchSampler
 from deephyperx.scene import Scene
 from deephyperx.steps import get_step
@@ -78,7 +79,7 @@ def trainer_for(scene: Scene, config: dict, checkpoint_path=None) -> Trainer:
 
 def test_hu_fits_a_small_scene(small_scene, tmp_path):
     config = config_for("hu", small_scene, tmp_path, epoch=40, lr=0.1)
-    result = SingleRun(small_scene, config, 0, tmp_path / "run").execute()
+    result = Experiment(ClassifyTask(small_scene, config)).run_seed(0, tmp_path / "run")
     assert result["overall_accuracy"] > 0.9
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"config.yaml", "metrics.json", "summary.md", "confusion.png", "map.png", "map_full.png", "prediction.npy",
@@ -88,7 +89,7 @@ def test_hu_fits_a_small_scene(small_scene, tmp_path):
 
 def test_dense_output_model_trains_and_maps_the_scene(small_scene, tmp_path):
     config = config_for("test_dense", small_scene, tmp_path, test_stride=2)
-    result = SingleRun(small_scene, config, 0, tmp_path / "dense").execute()
+    result = Experiment(ClassifyTask(small_scene, config)).run_seed(0, tmp_path / "dense")
     assert result["overall_accuracy"] > 0.9
     prediction = np.load(tmp_path / "dense" / "prediction.npy")
     assert prediction.shape == small_scene.shape and prediction.min() >= 0
@@ -101,11 +102,11 @@ def test_two_input_model_uses_its_second_raster(tmp_path):
     dsm = (labels[..., None] * 5.0 + rng.standard_normal((18, 20, 1))).astype(np.float32)  # height tells the class
     scene = Scene("Heights", cube, labels, ["ground", "low", "tall"], extras={"dsm": dsm})
     config = config_for("test_fusion", scene, tmp_path)
-    result = SingleRun(scene, config, 0, tmp_path / "fusion").execute()
+    result = Experiment(ClassifyTask(scene, config)).run_seed(0, tmp_path / "fusion")
     assert result["overall_accuracy"] > 0.9
     without = Scene("NoDsm", cube, labels, ["ground", "low", "tall"])
     with pytest.raises(UserError, match="'dsm' raster"):
-        SingleRun(without, config_for("test_fusion", without, tmp_path), 0, tmp_path / "nodsm").execute()
+        Experiment(ClassifyTask(without, config_for("test_fusion", without, tmp_path))).run_seed(0, tmp_path / "nodsm")
 
 
 def test_resumed_training_ends_exactly_like_an_uninterrupted_one(small_scene, tmp_path):
@@ -125,9 +126,9 @@ def test_resumed_training_ends_exactly_like_an_uninterrupted_one(small_scene, tm
 
 def test_same_seed_same_numbers_other_seed_other_numbers(small_scene, tmp_path):
     config = config_for("hu", small_scene, tmp_path, epoch=3)
-    a = SingleRun(small_scene, config, 4, tmp_path / "a").execute()
-    b = SingleRun(small_scene, config, 4, tmp_path / "b").execute()
-    c = SingleRun(small_scene, config, 5, tmp_path / "c").execute()
+    a = Experiment(ClassifyTask(small_scene, config)).run_seed(4, tmp_path / "a")
+    b = Experiment(ClassifyTask(small_scene, config)).run_seed(4, tmp_path / "b")
+    c = Experiment(ClassifyTask(small_scene, config)).run_seed(5, tmp_path / "c")
     assert a["confusion_matrix"] == b["confusion_matrix"] and a["kappa"] == b["kappa"]
     assert np.load(tmp_path / "a" / "split.npz")["train"].tolist() != np.load(tmp_path / "c" / "split.npz")["train"].tolist()
     assert c["seed"] == 5
@@ -144,17 +145,18 @@ def test_monitor_sees_every_iteration_and_epoch(small_scene, tmp_path):
 
 def test_restore_evaluates_a_saved_model_and_refuses_foreign_ones(small_scene, tmp_path):
     config = config_for("hu", small_scene, tmp_path, epoch=20, lr=0.1)
-    trained = SingleRun(small_scene, config, 0, tmp_path / "t").execute()
-    again = SingleRun(small_scene, config_for("hu", small_scene, tmp_path, epoch=0,
-                                             restore=str(tmp_path / "t" / "model.pt")), 0, tmp_path / "r").execute()
+    trained = Experiment(ClassifyTask(small_scene, config)).run_seed(0, tmp_path / "t")
+    saved = str(tmp_path / "t" / "model.pt")
+    again = Experiment(ClassifyTask(small_scene, config_for("hu", small_scene, tmp_path, epoch=0, restore=saved))
+                       ).run_seed(0, tmp_path / "r")
     assert again["confusion_matrix"] == trained["confusion_matrix"]
     other = Scene("Other", small_scene.cube, small_scene.labels, ["x", "y", "z"])
     with pytest.raises(UserError, match="trained on classes"):
-        SingleRun(other, config_for("hu", other, tmp_path, epoch=0, restore=str(tmp_path / "t" / "model.pt")),
-                  0, tmp_path / "o").execute()
+        Experiment(ClassifyTask(other, config_for("hu", other, tmp_path, epoch=0, restore=saved))
+                   ).run_seed(0, tmp_path / "o")
     with pytest.raises(UserError, match="of model 'hu', not 'nn'"):
-        SingleRun(small_scene, config_for("nn", small_scene, tmp_path, epoch=0,
-                                          restore=str(tmp_path / "t" / "model.pt")), 0, tmp_path / "n").execute()
+        Experiment(ClassifyTask(small_scene, config_for("nn", small_scene, tmp_path, epoch=0, restore=saved))
+                   ).run_seed(0, tmp_path / "n")
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
 
 
@@ -183,12 +185,12 @@ def test_checkpoints_never_execute_code_and_refuse_other_files(tmp_path, capsys)
 
 def test_sklearn_model_round_trips_safely(small_scene, tmp_path):
     config = config_for("SVM", small_scene, tmp_path)
-    result = SingleRun(small_scene, config, 0, tmp_path / "svm").execute()
+    result = Experiment(ClassifyTask(small_scene, config)).run_seed(0, tmp_path / "svm")
     assert result["overall_accuracy"] > 0.95
     estimator, meta = ckpt.load_sklearn(tmp_path / "svm" / "model.skops")
     assert meta["class_names"] == ["a", "b", "c"] and hasattr(estimator, "predict")
-    restored = SingleRun(small_scene, config_for("SVM", small_scene, tmp_path,
-                                                 restore=str(tmp_path / "svm" / "model.skops")), 0, tmp_path / "r").execute()
+    again = config_for("SVM", small_scene, tmp_path, restore=str(tmp_path / "svm" / "model.skops"))
+    restored = Experiment(ClassifyTask(small_scene, again)).run_seed(0, tmp_path / "r")
     assert restored["confusion_matrix"] == result["confusion_matrix"]
 
 
@@ -250,7 +252,8 @@ class TinySemi(nn.Module):
 
 def test_semi_supervised_step_gets_unlabelled_pixels(small_scene, tmp_path):
     ReconstructionStep.seen_unlabelled.clear()
-    result = SingleRun(small_scene, config_for("test_semi", small_scene, tmp_path), 0, tmp_path / "semi").execute()
+    config = config_for("test_semi", small_scene, tmp_path)
+    result = Experiment(ClassifyTask(small_scene, config)).run_seed(0, tmp_path / "semi")
     assert result["overall_accuracy"] > 0.9  # inference took the logits out of the (logits, reconstruction) tuple
     assert ReconstructionStep.seen_unlabelled and min(ReconstructionStep.seen_unlabelled) > 0
     log = (tmp_path / "semi" / "metrics.jsonl").read_text()
@@ -312,12 +315,13 @@ def test_adversarial_step_with_two_optimisers_checkpoints_and_resumes(small_scen
 
 def test_pca_reduction_inside_the_pipeline_and_restored_with_the_model(small_scene, tmp_path):
     config = config_for("hu", small_scene, tmp_path, epoch=30, lr=0.1, reduction={"name": "pca", "components": 3})
-    result = SingleRun(small_scene, config, 0, tmp_path / "pca").execute()
+    result = Experiment(ClassifyTask(small_scene, config)).run_seed(0, tmp_path / "pca")
     assert result["overall_accuracy"] > 0.9
     saved = ckpt.load_checkpoint(tmp_path / "pca" / "model.pt")
     assert np.asarray(saved["projection"]["components"]).shape == (3, small_scene.n_bands)
-    restored = SingleRun(small_scene, config_for("hu", small_scene, tmp_path, epoch=0, restore=str(tmp_path / "pca" / "model.pt"),
-                                                 reduction={"name": "pca", "components": 3}), 0, tmp_path / "r").execute()
+    again = config_for("hu", small_scene, tmp_path, epoch=0, restore=str(tmp_path / "pca" / "model.pt"),
+                       reduction={"name": "pca", "components": 3})
+    restored = Experiment(ClassifyTask(small_scene, again)).run_seed(0, tmp_path / "r")
     assert restored["confusion_matrix"] == result["confusion_matrix"]
 
 

@@ -18,9 +18,10 @@ pytest.importorskip("visdom", reason="visdom is not installed (scripts/setup.sh 
 import models  # noqa: F401,E402  (registers the zoo)
 from deephyperx.config import resolve_config  # noqa: E402
 from deephyperx.errors import UserError  # noqa: E402
+from deephyperx.experiment import Experiment  # noqa: E402
 from deephyperx.monitor import Monitor  # noqa: E402
 from deephyperx.registry import get_spec  # noqa: E402
-from deephyperx.runner import SingleRun  # noqa: E402
+from deephyperx.runner import ClassifyTask  # noqa: E402
 from deephyperx.visdom_monitor import VisdomMonitor, visdom_reachable, window_data  # noqa: E402
 from deephyperx.visdom_server import (PACKAGES, command, ensure_assets, free_port, missing_assets,  # noqa: E402
                                       start_server, stop_server, visdom_static_dir)
@@ -84,7 +85,7 @@ def train(scene, tmp_path: Path, *monitors: Monitor, epochs: int = 2) -> Path:
     config = resolve_config(get_spec("hu"), {"out": str(tmp_path), "epoch": epochs, "batch_size": 50,
                                              "with_exploration": True})
     folder = tmp_path / "run"
-    SingleRun(scene, config, 0, folder, extra_monitors=list(monitors)).execute()
+    Experiment(ClassifyTask(scene, config)).run_seed(0, folder, extra_monitors=list(monitors))
     return folder
 
 

@@ -8,8 +8,9 @@ import torch
 import models.cnn3d  # noqa: F401  (registers the family)
 from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
+from deephyperx.experiment import Experiment
 from deephyperx.registry import get_spec
-from deephyperx.runner import SingleRun
+from deephyperx.runner import ClassifyTask
 from deephyperx.synthetic import make_synthetic_scene
 from zoo_support import build, n_parameters as parameter_count
 
@@ -103,10 +104,10 @@ def test_lee_centre_pixel_is_the_paper_network_on_its_5x5_neighbourhood():
 # ----- fitting through the real engine ------------------------------------------------------------
 
 def training_accuracy(model: str, scene, tmp_path, **overrides) -> float:
-    """Run ``model`` with SingleRun and score its map on the run's own training pixels."""
+    """Run ``model`` through the experiment skeleton and score its map on the run's own training pixels."""
     base = {"dataset": scene.name, "out": str(tmp_path), "training_sample": 0.5, "val_fraction": 0.1}
     config = resolve_config(get_spec(model), {**base, **overrides})
-    SingleRun(scene, config, 0, tmp_path / model).execute()
+    Experiment(ClassifyTask(scene, config)).run_seed(0, tmp_path / model)
     train = np.load(tmp_path / model / "split.npz")["train"]
     prediction = np.load(tmp_path / model / "prediction.npy")
     return float((prediction[train] == scene.labels[train]).mean())

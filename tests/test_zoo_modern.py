@@ -9,8 +9,9 @@ import models.modern  # noqa: F401  (registers SSRN and HybridSN)
 from deephyperx import checkpoint as ckpt
 from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
+from deephyperx.experiment import Experiment
 from deephyperx.registry import create_model, get_spec
-from deephyperx.runner import SingleRun
+from deephyperx.runner import ClassifyTask
 from deephyperx.synthetic import make_synthetic_scene
 from zoo_support import build, n_parameters
 
@@ -75,7 +76,7 @@ def training_accuracy(folder, scene) -> float:
 def fit(name, scene, tmp_path, **overrides):
     base = {"dataset": scene.name, "out": str(tmp_path), "training_sample": 0.3, "val_fraction": 0.1}
     config = resolve_config(get_spec(name), {**base, **overrides})
-    SingleRun(scene, config, 0, tmp_path / name).execute()
+    Experiment(ClassifyTask(scene, config)).run_seed(0, tmp_path / name)
     return tmp_path / name
 
 

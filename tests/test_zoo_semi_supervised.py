@@ -11,8 +11,9 @@ import torch
 import models.semi_supervised  # noqa: F401  (registers the step, liu and boulch)
 from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
+from deephyperx.experiment import Experiment
 from deephyperx.registry import get_spec
-from deephyperx.runner import SingleRun
+from deephyperx.runner import ClassifyTask
 from deephyperx.sampling import Batch
 from deephyperx.steps import StepContext, get_step
 from zoo_support import build, n_parameters
@@ -106,7 +107,7 @@ def test_the_step_backpropagates_the_reconstruction_of_unlabelled_pixels():
 def fit(name: str, scene, tmp_path, **overrides):
     base = {"dataset": scene.name, "out": str(tmp_path), "training_sample": 0.5, "val_fraction": 0.1}
     config = resolve_config(get_spec(name), {**base, **overrides})
-    SingleRun(scene, config, 0, tmp_path / name).execute()
+    Experiment(ClassifyTask(scene, config)).run_seed(0, tmp_path / name)
     return tmp_path / name
 
 

@@ -9,8 +9,9 @@ import torch
 import models.spectral_2d  # noqa: F401  (registers luo, sharma and mou)
 from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
+from deephyperx.experiment import Experiment
 from deephyperx.registry import create_model, get_spec
-from deephyperx.runner import SingleRun
+from deephyperx.runner import ClassifyTask
 from deephyperx.scene import IGNORE, Scene
 from models.spectral_2d import PRetanh
 from zoo_support import build, n_parameters
@@ -105,7 +106,7 @@ def training_accuracy(folder, scene: Scene) -> float:
 def fit(name: str, scene: Scene, tmp_path, **overrides):
     base = {"dataset": scene.name, "out": str(tmp_path), "training_sample": 0.5, "val_fraction": 0.1}
     config = resolve_config(get_spec(name), {**base, **overrides})
-    SingleRun(scene, config, 0, tmp_path / name).execute()
+    Experiment(ClassifyTask(scene, config)).run_seed(0, tmp_path / name)
     return tmp_path / name
 
 
