@@ -38,11 +38,15 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-import datasets
-from datasets import MIRROR_ENV, RemoteFile
+if __package__:  # installed: the scene catalogue sits beside this module in deephyperx_app
+    from . import datasets
+else:  # a source tree: beside it at the top level
+    import datasets
+MIRROR_ENV, RemoteFile = datasets.MIRROR_ENV, datasets.RemoteFile
 from deephyperx.atomic import atomic_path, atomic_write_text
 from deephyperx.errors import DataNotFoundError, UserError
 from deephyperx.lazy_cube import open_npy
+from deephyperx.plugins import TileSetCatalogue
 from deephyperx.safe_paths import check_name
 from deephyperx.scene import default_palette
 from deephyperx.tiles import (ColourDecoder, Region, Tile, TileSet, ValueDecoder, raster_info)
@@ -141,12 +145,15 @@ def get_declaration(name: str) -> TileSetDeclaration:
 
 
 def cache_folder(cache: Optional[PathLike] = None) -> Path:
-    """Where derived files go: ``cache``, else $DEEPHYPERX_CACHE, else outputs/cache here."""
+    """Where derived files go: ``cache``, else $DEEPHYPERX_CACHE, else outputs/cache beside a source
+    tree's main.py, else (installed) the user's cache folder ($XDG_CACHE_HOME or ~/.cache)/deephyperx."""
     if cache is not None:
         return Path(cache).expanduser()
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    return Path(__file__).resolve().parent / "outputs" / "cache"
+    if not __package__:
+        return Path(__file__).resolve().parent / "outputs" / "cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "deephyperx"
 
 
 def get_tileset(name: str, folder: PathLike, *, seed: int = 0, cache: Optional[PathLike] = None) -> TileSet:
@@ -877,3 +884,7 @@ def _yaml_ints(spec: Mapping[str, Any], entry: str, path: Path) -> Optional[list
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
         raise UserError(f"{path}: '{entry}' must be a list of whole numbers, got {items}")
     return items
+
+
+#: This catalogue as the engine's commands and the Python API take it (entry point ``deephyperx.tilesets``).
+TILESETS = TileSetCatalogue(resolve=resolve_tileset, custom=custom_tileset, names=list_tilesets)

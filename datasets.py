@@ -25,9 +25,11 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from deephyperx.errors import DataNotFoundError, UserError
+from deephyperx.plugins import SceneCatalogue
+from deephyperx.label_values import check_rgb_bands, label_map, remap_labels  # noqa: F401  (remap_labels: for tests)
 from deephyperx.readers import read_raster
-from deephyperx.safe_paths import check_name, file_stem
-from deephyperx.scene import IGNORE, Scene
+from deephyperx.safe_paths import check_name
+from deephyperx.scene import Scene
 from deephyperx.yaml_files import read_yaml_mapping
 
 PathLike = Union[str, Path]
@@ -138,21 +140,11 @@ def check_declaration(decl: SceneDeclaration) -> None:
     if decl.n_bands is not None and decl.wavelengths is not None and len(decl.wavelengths) != decl.n_bands:
         raise UserError(f"{where}: {len(decl.wavelengths)} wavelengths for {decl.n_bands} bands")
     if decl.rgb_bands is not None:
-        _check_rgb_bands(decl.rgb_bands, decl.band_count, where)
+        check_rgb_bands(decl.rgb_bands, decl.band_count, where)
     if decl.labels_step < 1:
         raise UserError(f"{where}: labels_step must be >= 1, got {decl.labels_step}")
     if decl.embedded is None and not (decl.cube_file and decl.labels_file):
         raise UserError(f"{where}: give cube_file and labels_file (or an embedded builder)")
-
-
-def _check_rgb_bands(rgb_bands: Sequence[int], n_bands: Optional[int], where: str) -> RGB:
-    """Three band indices, each inside the cube when its band count is known."""
-    bands = tuple(int(b) for b in rgb_bands)
-    if len(bands) != 3:
-        raise UserError(f"{where}: rgb_bands must be three band indices, got {list(rgb_bands)}")
-    if min(bands) < 0 or (n_bands is not None and max(bands) >= n_bands):
-        raise UserError(f"{where}: rgb_bands {list(bands)} must lie in 0..{(n_bands or 1) - 1}")
-    return bands  # type: ignore[return-value]
 
 
 # --- Nominal wavelengths -----------------------------------------------------------------
@@ -408,7 +400,7 @@ def load_declared(decl: SceneDeclaration, folder: PathLike) -> Scene:
         raise UserError(f"{cube_path}: {cube.shape[2]} bands, but {decl.name} has {decl.n_bands}; "
                         "check that this is the right (corrected) file")
     raw = label_map(read_raster(labels_path, decl.labels_key), labels_path)[::decl.labels_step, ::decl.labels_step]
-    return build_scene(
+    return Scene.from_arrays(
         decl.name, cube, raw, str(labels_path), list(decl.class_names), decl.values, decl.ignored_labels,
         rgb_bands=decl.rgb_bands, wavelengths=decl.wavelengths, palette=decl.palette,
         description=decl.citation,
@@ -437,128 +429,12 @@ def find_default_scene(folder: PathLike) -> str:
 # --- Turning raw arrays into a Scene ------------------------------------------------------
 
 
-def label_map(array: np.ndarray, source: PathLike) -> np.ndarray:
-    """A (H, W) label raster from what a reader returned ((H, W) or (H, W, 1))."""
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim != 2:
-        raise UserError(f"{source}: labels have shape {array.shape}; give a single-band (rows, cols) label raster")
-    return array
-
-
-def remap_labels(raw: np.ndarray, values: Sequence[int], ignored: Sequence[int], source: str) -> np.ndarray:
-    """Map label-file values to class ids 0..K-1 (in the order of ``values``) and unlabelled to IGNORE."""
-    raw = _integer_labels(np.asarray(raw), source)
-    present, inverse = np.unique(raw, return_inverse=True)
-    index = {int(v): k for k, v in enumerate(values)}
-    unlabelled = {int(v) for v in ignored}
-    unknown = [int(v) for v in present if int(v) not in index and int(v) not in unlabelled]
-    if unknown:
-        raise UserError(
-            f"{source}: label values {unknown} are neither class values {list(values)} nor unlabelled "
-            f"values {list(ignored)}; fix the label file or declare them (class names / ignored_labels)"
-        )
-    lookup = np.array([index.get(int(v), IGNORE) for v in present], dtype=np.int64)
-    return lookup[inverse.reshape(-1)].reshape(raw.shape)
-
-
-def _integer_labels(raw: np.ndarray, source: str) -> np.ndarray:
-    """Labels as int64; float label files must hold whole, finite numbers."""
-    if raw.dtype.kind in "iub":
-        return raw.astype(np.int64)
-    if raw.dtype.kind != "f":
-        raise UserError(f"{source}: labels have type {raw.dtype}; give an integer label raster")
-    if not np.isfinite(raw).all() or not np.array_equal(raw, np.round(raw)):
-        raise UserError(f"{source}: labels hold NaN or fractional values; give whole-number class values")
-    return raw.astype(np.int64)
-
-
-def build_scene(
-    name: str,
-    cube: np.ndarray,
-    raw_labels: np.ndarray,
-    labels_source: str,
-    class_names: list[str],
-    values: Sequence[int],
-    ignored: Sequence[int],
-    *,
-    rgb_bands: Optional[Sequence[int]] = None,
-    wavelengths: Optional[Sequence[float]] = None,
-    palette: Optional[Sequence[Sequence[int]]] = None,
-    description: str = "",
-) -> Scene:
-    """Remap labels, check band metadata against the cube and return a validated Scene."""
-    labels = remap_labels(raw_labels, values, ignored, labels_source)
-    n_bands = int(cube.shape[2]) if cube.ndim == 3 else None
-    rgb = _check_rgb_bands(rgb_bands, n_bands, f"scene {name}") if rgb_bands is not None else None
-    wl = None
-    if wavelengths is not None:
-        wl = np.asarray(wavelengths, dtype=np.float64)
-        if n_bands is not None and wl.shape != (n_bands,):
-            raise UserError(f"scene {name}: {wl.size} wavelengths for a cube of {n_bands} bands; give one per band")
-    scene = Scene(
-        name=name, cube=cube, labels=labels, class_names=list(class_names),
-        label_values=[int(v) for v in values], rgb_bands=rgb, wavelengths=wl,
-        palette=[tuple(int(c) for c in colour) for colour in palette] if palette is not None else None,
-        description=description,
-    )
-    return scene.validate()
-
-
-# --- Custom scenes --------------------------------------------------------------------------
-
-
-def load_custom_scene(
-    cube_path: PathLike,
-    labels_path: PathLike,
-    *,
-    cube_key: Optional[str] = None,
-    labels_key: Optional[str] = None,
-    name: Optional[str] = None,
-    ignored_labels: Sequence[int] = (0,),
-    class_names: Optional[Sequence[str]] = None,
-    label_values: Optional[Sequence[int]] = None,
-    rgb_bands: Optional[Sequence[int]] = None,
-    wavelengths: Optional[Sequence[float]] = None,
-    palette: Optional[Sequence[Sequence[int]]] = None,
-    description: str = "",
-) -> Scene:
-    """A scene from any cube file and label file, without declaring it in code.
-
-    Classes are the sorted distinct label values that are not in ``ignored_labels``, unless
-    ``label_values`` lists them; ``class_names`` (default "class <value>") must match in count.
-    """
-    cube_path, labels_path = Path(cube_path).expanduser(), Path(labels_path).expanduser()
-    cube = read_raster(cube_path, cube_key)
-    raw = label_map(read_raster(labels_path, labels_key), labels_path)
-    if raw.shape != tuple(cube.shape[:2]):
-        raise UserError(f"labels {labels_path} are {raw.shape[0]}x{raw.shape[1]} but cube {cube_path} is "
-                        f"{cube.shape[0]}x{cube.shape[1]}; give a label raster of the cube's size")
-    if label_values is None:
-        ints = _integer_labels(np.asarray(raw), str(labels_path))
-        values = [int(v) for v in np.unique(ints) if int(v) not in set(ignored_labels)]
-    else:
-        values = [int(v) for v in label_values]
-    negative = [v for v in values if v < 0]
-    if negative:
-        raise UserError(f"{labels_path}: label values {negative[:5]} are negative; class values are whole numbers "
-                        "of at least 1 (0 = unlabelled): declare them as ignored_labels if they mark unlabelled "
-                        "pixels, or fix the label file")
-    if class_names is None:
-        class_names = [f"class {v}" for v in values]
-    elif len(class_names) != len(values):
-        raise UserError(
-            f"{labels_path}: {len(class_names)} class names given but the labels hold {len(values)} classes "
-            f"(values {values}); give one name per class value"
-        )
-    return build_scene(
-        name or file_stem(cube_path.stem), cube, raw, str(labels_path), list(class_names), values, tuple(ignored_labels),
-        rgb_bands=rgb_bands, wavelengths=wavelengths, palette=palette, description=description,
-    ).identified_by_content()  # named after a file: its experiments are told apart by its content
-
-
 _SCENE_FILE_KEYS = {"name", "cube", "labels", "class_names", "ignored_labels", "label_values",
                     "rgb_bands", "wavelengths", "palette", "description"}
+
+
+#: A scene from one's own cube and label files (see :meth:`Scene.from_files`).
+load_custom_scene = Scene.from_files
 
 
 def load_scene_file(path: PathLike) -> Scene:
@@ -667,3 +543,8 @@ def download_scene(name: str, folder: PathLike, mirror: Optional[str] = None, pr
             raise UserError(f"scene {decl.name}: no URL for {remote.filename}; {decl.how_to_get or 'use a mirror'}")
         paths.append(download_file(url, target / remote.filename, remote.sha256, progress=progress))
     return paths
+
+
+#: This catalogue as the engine's commands and the Python API take it (entry point ``deephyperx.scenes``).
+SCENES = SceneCatalogue(resolve=resolve_scene, load_custom=load_custom_scene, names=list_scenes,
+                        find_default=find_default_scene)

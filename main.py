@@ -17,15 +17,20 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import datasets
-import models  # noqa: F401  (registers the zoo)
+if __package__:  # installed (the `deephyperx` command): the catalogues sit beside this module in
+    from . import aerial_datasets, datasets  # deephyperx_app, the zoo is deephyperx.models
+    from deephyperx import models
+else:  # a source tree (python main.py): all of them beside main.py
+    import aerial_datasets
+    import datasets
+    import models
 from deephyperx.bench import BenchSettings
 from deephyperx.config import ClassifySettings, load_yaml_config, resolve_config
 from deephyperx.disk import check_writable_folder
 from deephyperx import distributed
 from deephyperx.errors import UserError
-from deephyperx.metrics import format_percent
-from deephyperx.plugins import Plugins, SceneCatalogue, TileSetCatalogue
+from deephyperx.metrics import format_stat
+from deephyperx.plugins import Plugins
 from deephyperx.command_line import OneLineParser, monitor_factory, redact_secrets
 from deephyperx.registry import chosen_model, get_spec, list_models, require_family
 from deephyperx.settings import add_flags, defaults, given
@@ -34,25 +39,42 @@ from deephyperx.scene import Scene
 
 DEFAULT_FOLDER = os.environ.get("DEEPHYPERX_DATA", "Datasets")
 #: The modules whose import registers the model zoo (imported above; Dask workers import them too).
-ZOO_MODULES = ("models",)
+ZOO_MODULES = (models.__name__,)
 
 
 def plugins() -> Plugins:
     """What this command line plugs into the engine's commands: the scene catalogue (``datasets``), the
     aerial tile sets (``aerial_datasets``), the default data folder and the zoo's modules."""
-    import aerial_datasets
+    return Plugins(scenes=datasets.SCENES, tilesets=aerial_datasets.TILESETS, default_folder=DEFAULT_FOLDER,
+                   zoo_modules=ZOO_MODULES)
 
-    return Plugins(
-        scenes=SceneCatalogue(resolve=datasets.resolve_scene, load_custom=datasets.load_custom_scene,
-                              names=datasets.list_scenes, find_default=datasets.find_default_scene),
-        tilesets=TileSetCatalogue(resolve=aerial_datasets.resolve_tileset, custom=aerial_datasets.custom_tileset,
-                                  names=aerial_datasets.list_tilesets),
-        default_folder=DEFAULT_FOLDER, zoo_modules=ZOO_MODULES)
+
+#: Every sub-command of ``main.py`` with its one-line description: the top-level ``--help`` lists them.
+COMMANDS = {
+    "list": "the models, scenes and tile sets (--markdown: the model table for docs)",
+    "bench": "models x scenes under one protocol, in one comparison table (bench.md/.csv/.json/.png)",
+    "generate": "train a spectrum generator; write synthetic spectra of each class and a realism report",
+    "segment": "train and evaluate a segmentation model on aerial tiles (segment detect: objects of a map)",
+    "map": "map a scene of any size with a trained model, tile by tile (or on Dask)",
+    "catalogue": "train one classifier on a catalogue (YAML) of many scene files, scored scene by scene",
+    "visdom": "start a local visdom server (web assets offline) for live monitoring",
+}
+
+
+def commands_help() -> str:
+    """The sub-commands block of the top-level help."""
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"  {name:{width}s}  {text}" for name, text in COMMANDS.items()]
+    return ("commands (%(prog)s COMMAND --help: each one's flags):\n" + "\n".join(lines)
+            + "\n\nwithout a command, main.py trains and evaluates a pixel classifier with the flags below.")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The flags of ``main.py``, derived from :class:`~deephyperx.config.ClassifySettings`."""
-    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The flags of ``main.py``, derived from :class:`~deephyperx.config.ClassifySettings`; its help
+    lists the sub-commands first."""
+    parser = OneLineParser(description=__doc__.rstrip() + "\n\n" + commands_help(),
+                           usage="%(prog)s [COMMAND] [flags]  (COMMAND: " + ", ".join(COMMANDS) + ")",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_flags(parser, ClassifySettings)
     return parser
 
@@ -95,8 +117,6 @@ def load_scene(args: argparse.Namespace, file_config: dict[str, Any]) -> tuple[S
 def print_listing(markdown: bool = False) -> None:
     """The registered models, the scene catalogue and the aerial tile sets (``list --markdown``:
     the model table for docs)."""
-    import aerial_datasets
-
     if markdown:
         print("| model | family | patch / crop | epochs | batch | optimiser | lr | supervision | output | inputs | reference |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -224,6 +244,9 @@ def run(argv: Sequence[str]) -> int:
         import importlib
 
         return importlib.import_module(MODULE_COMMANDS[argv[0]]).command(list(argv[1:]), plugins())
+    if argv and not argv[0].startswith("-"):
+        raise UserError(f"unknown command '{argv[0]}'; the commands are {', '.join(COMMANDS)} "
+                        "(see python main.py --help), and main.py's own flags start with --")
     args = build_parser().parse_args(argv)
     if args.download:
         folder = args.folder or DEFAULT_FOLDER
@@ -262,10 +285,15 @@ def report_line(result: dict[str, Any]) -> None:
         print(f"{result['model']} on {result['scene']}: no run finished{lost}")
         return
     print(f"{result['model']} on {result['scene']}, {n} run(s): "
-          + "  ".join(f"{label} {format_percent(result[key]['mean'], result[key]['std'])}"
+          + "  ".join(f"{label} {format_stat(result[key])}"
                       for label, key in (("OA", "overall_accuracy"), ("AA", "average_accuracy"), ("kappa", "kappa")))
           + lost)
     print(f"reports: {result['folder']}")
+
+
+def console() -> None:
+    """The ``deephyperx`` command of an installed package (``python main.py`` in a source tree)."""
+    distributed.exit_process(main())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -275,4 +303,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    distributed.exit_process(main())  # sys.exit, or a clean end of a torchrun rank
+    console()  # sys.exit, or a clean end of a torchrun rank

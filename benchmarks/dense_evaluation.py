@@ -20,16 +20,14 @@ import argparse
 import platform
 import sys
 import time
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import models  # noqa: E402,F401  (registers the zoo)
-from datasets import load_scene  # noqa: E402
+from deephyperx import models  # noqa: F401  (registers the zoo)
+from deephyperx_app.datasets import load_scene
 from deephyperx.dense_eval import (DEFAULT_TILE_BYTES, NOT_DENSE, mac_accounting, plan_tiles,  # noqa: E402
                                     supports_dense)
 from deephyperx.errors import UserError  # noqa: E402

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The runs behind docs/RESULTS.md (engine section): SVM_grid, hu and nn on real Indian Pines,
+# The runs behind docs/results/classification.md (engine table): SVM_grid, hu and nn on real Indian Pines,
 # seeds 0-4, with a 10% random split, a 10% spatially disjoint split (blocks + guard band), and
 # SVM_grid with 30% random training (the published SVM protocol). Each line is resumable: run
 # the script again after an interruption and finished runs are kept.

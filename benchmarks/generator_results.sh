@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The runs behind docs/RESULTS.md (spectrum generators): for each scene and label budget and each
+# The runs behind docs/results/generators.md: for each scene and label budget and each
 # seed 0-4, a generator is trained on that seed's training pixels only (`main.py generate`, which
 # also writes the realism report: TSTR/TRTR, two-sample test, spectral angles); then an MLP (nn)
 # and a 1D CNN (hu) are trained on real pixels only and on real + synthetic spectra (ratio 1,

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
@@ -187,7 +186,7 @@ def child_main(mode: str, report: str, argv: Sequence[str]) -> int:
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    import main  # the command line (it registers the zoo): both modes import the same modules
+    from deephyperx_app import main  # the command line (it registers the zoo): both modes import the same modules
 
     if mode == "train":
         status, extra = main.main(["catalogue", *argv]), {}

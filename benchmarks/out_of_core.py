@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 N_CLASSES = 16
 DEFAULT_MODEL = "hamida"
@@ -103,7 +102,7 @@ def child_model(path: Path, cube_path: Path, model_name: str) -> None:
     sample of the cube's pixels (read window by window)."""
     import numpy as np
 
-    import models  # noqa: F401  (registers the zoo)
+    from deephyperx import models  # noqa: F401  (registers the zoo)
     from deephyperx.checkpoint import save_checkpoint
     from deephyperx.config import resolve_config
     from deephyperx.lazy_cube import open_lazy_cube
@@ -132,7 +131,7 @@ def child_baseline(report: Path, model: Path, cube: Path, out: Path, budget: str
     tiles (which runs the dense pass's shape probes) and open the output; then remove it."""
     import torch
 
-    import models  # noqa: F401
+    from deephyperx import models  # noqa: F401
     from deephyperx.tiled_mapping import prepare_job
 
     job = prepare_job(model, cube, out, memory_budget=budget, batch_size=batch_size)
@@ -145,7 +144,7 @@ def child_map(report: Path, model: Path, cube: Path, out: Path, budget: str, thr
     """Map the cube in this process and write the mapping report."""
     import torch
 
-    import models  # noqa: F401
+    from deephyperx import models  # noqa: F401
     from deephyperx.tiled_mapping import load_mapping_model, map_scene
 
     if threads:
@@ -181,7 +180,7 @@ def run_child(argv: Sequence[str]) -> tuple[float, int]:
 def _unusable_model(name: str) -> Optional[str]:
     """Why ``name`` cannot be benchmarked here (None when it can): the rule of ``main.py map``.
     The parent imports the zoo for this check only; its own memory is not measured."""
-    import models  # noqa: F401  (registers the zoo)
+    from deephyperx import models  # noqa: F401  (registers the zoo)
     from deephyperx.registry import get_spec, list_models
     from deephyperx.tiled_mapping import unmappable_reason
 

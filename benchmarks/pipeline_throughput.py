@@ -43,7 +43,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # The parent process stays light (no torch, no data): a child's ru_maxrss can start from its
 # parent's resident size, and the children do the work.
@@ -139,8 +138,8 @@ def build_setup(name: str, s: Settings) -> Setup:
     import numpy as np
     import torch
 
-    import datasets
-    import models  # noqa: F401  (registers the zoo)
+    from deephyperx_app import datasets
+    from deephyperx import models  # noqa: F401  (registers the zoo)
     from deephyperx.config import resolve_config
     from deephyperx.registry import get_spec, require_family
     from deephyperx.runner import ClassifyTask, make_split

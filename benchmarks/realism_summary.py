@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deephyperx.atomic import atomic_write_text  # noqa: E402
 from deephyperx.config import load_yaml_config  # noqa: E402

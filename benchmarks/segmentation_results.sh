@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The runs behind docs/RESULTS.md (optical and multimodal section), scaled to a 2-core CPU:
+# The runs behind docs/results/segmentation.md, scaled to a 2-core CPU:
 # networks at 1/8 of SegNet's width (model_args width=0.125), Adam 1e-3, batch 10, and a few
 # thousand random crops in all, instead of the paper's full-width SegNet, SGD and 500,000 crops of
 # 256x256 (about 20 hours per epoch here). These are CPU-scaled comparisons under one protocol,

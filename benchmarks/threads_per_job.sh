@@ -1,6 +1,6 @@
 # Sourced by the result scripts that run JOBS processes at once. Torch gives every process as many
 # threads as the machine has cores, so N processes would run N times as many threads as cores; on
-# this 2-core machine two 2-thread trainings ran 24 times slower than one (docs/RESULTS.md).
+# this 2-core machine two 2-thread trainings ran 24 times slower than one.
 # `env $(threads_per_job JOBS) xargs -P JOBS ...` gives each of the JOBS processes cores / JOBS
 # threads (at least 1) unless OMP_NUM_THREADS is already set; every run folder's environment.jsonl
 # records the count used.

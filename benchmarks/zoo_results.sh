@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The runs behind docs/RESULTS.md (zoo section): every deep model on real Indian Pines with a 10%
+# The runs behind docs/results/classification.md (zoo tables): every deep model on real Indian Pines with a 10%
 # random split and a 10% spatially disjoint split (blocks + guard band), and on Salinas-A with 5%
 # random, full paper schedules, seeds 0-4: one `bench` command (one table) per protocol.
 #

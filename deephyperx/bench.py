@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,12 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from deephyperx import distributed
 from deephyperx.atomic import atomic_path, atomic_write_text
 from deephyperx.config import ClassifySettings
-from deephyperx.metrics import format_percent
+from deephyperx.metrics import format_stat
+from deephyperx.progress import Progress
+from deephyperx.protocols import protocol_label, validation_source
 from deephyperx.registry import get_spec
 from deephyperx.experiment import EverySeedDiverged
 from deephyperx.reports import save_json
@@ -34,7 +38,8 @@ class BenchSettings(ClassifySettings):
     set any other setting for every pair)."""
 
     SHOWN = {"models", "datasets", "runs_for", "finished_only", "folder", "training_sample", "sampling_mode", "runs",
-             "seed", "epoch", "val_fraction", "keep_best", "guard", "block_size", "cuda", "n_jobs", "config", "out"}
+             "seed", "epoch", "val_fraction", "keep_best", "guard", "block_size", "cuda", "n_jobs", "config", "out",
+             "train_set", "test_set", "val_per_class", "validation_from", "fit_preprocessing"}
     DEFAULTS = {"out": "outputs/bench"}
 
     models: Optional[list] = setting(None, config=False, nargs="+", required=True, help="the models to compare")
@@ -56,17 +61,30 @@ def run_bench(scenes: Sequence[str], models: Sequence[str], load_scene: Callable
 
     With ``finished_only`` nothing is trained: the table gathers the seeds already finished (by
     this machine or by parallel ``bench`` processes on another), and pairs with none are left out.
+    Standard error says the plan as the first pair starts, then after each pair how many are done and
+    the time left.
     """
     rows = []
+    pairs = len(scenes) * len(models)
+    progress: Optional[Progress] = None
     for scene_name in scenes:
         scene = load_scene(scene_name)
         for model in models:
             config = make_config(model, scene)
+            if progress is None and distributed.is_main():  # the first pair's input is good: the plan
+                print(f"[bench] {len(models)} model(s) x {len(scenes)} scene(s): {pairs} experiment(s), run one "
+                      "after the other (seeds already finished are read back)", file=sys.stderr)
+                progress = Progress(pairs, "experiments done", "bench", bar=False, seconds=0)
+            diverged: Optional[EverySeedDiverged] = None
             try:
                 result = run_experiment(scene, config, command, reuse_finished=True, finished_only=finished_only)
             except EverySeedDiverged as error:
-                print(error)
-                rows.append(diverged_row(scene.name, model, config, error.diverged))
+                result, diverged = None, error
+            if progress is not None:  # a line after each pair but the last: how far the bench is, the time left
+                progress.update(1, f"last: {model} on {scene.name}")
+            if diverged is not None:
+                print(diverged)
+                rows.append(diverged_row(scene.name, model, config, diverged.diverged))
                 write_tables(rows, out)
                 continue
             if result is None:
@@ -74,6 +92,8 @@ def run_bench(scenes: Sequence[str], models: Sequence[str], load_scene: Callable
                 continue
             rows.append(bench_row(result))
             write_tables(rows, out)  # the table grows as pairs finish
+    if progress is not None:
+        progress.close()
     return rows
 
 
@@ -87,13 +107,13 @@ def bench_row(result: dict[str, Any]) -> dict[str, Any]:
     config, runs = result["config"], result["runs"]
     return {
         "scene": result["scene"], "model": result["model"],
-        "split": f"{config['sampling_mode']} {config['training_sample']}",
+        "split": split_cell(config), "protocol": protocol_label(config),
         "runs": result["n_runs"], "seeds": result.get("seeds"),
         "epochs": config.get("epoch") if get_spec(result["model"]).family == "neural" else None,
         **{key: result[key] for key in ("overall_accuracy", "average_accuracy", "kappa")},
         "f1_per_class": {c["name"]: c["f1"] for c in result["per_class"]},
         "parameters": _mean([r.get("parameters") for r in runs]),
-        "train_pixels": _mean([training_pixels(r) for r in runs]),
+        "train_pixels": _mean([training_pixels(r, config) for r in runs]),
         "test_pixels": _mean([r.get("n_test") for r in runs]),
         "train_seconds": _mean([r.get("train_seconds") for r in runs]),
         "inference_seconds": _mean([r.get("inference_seconds") for r in runs]),
@@ -104,11 +124,22 @@ def bench_row(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def training_pixels(run: dict[str, Any]) -> Optional[int]:
-    """The split's training share of one run: the pixels that trained plus the validation hold-out."""
+def split_cell(config: dict[str, Any]) -> str:
+    """The split's mode and sample, as the experiment folder names it (``file`` for fixed maps); the
+    whole protocol is :func:`~deephyperx.protocols.protocol_label`."""
+    mode = "file" if config.get("train_set") else config["sampling_mode"]
+    return f"{mode} {config['training_sample']}"
+
+
+def training_pixels(run: dict[str, Any], config: Optional[dict[str, Any]] = None) -> Optional[int]:
+    """The split's training share of one run: the pixels that trained plus the validation held out of
+    them (not validation the experiment's ``config`` draws from elsewhere: see
+    :func:`~deephyperx.protocols.validation_source`)."""
     if run.get("n_train") is None:
         return None
-    return run["n_train"] + (run.get("n_validation") or 0)
+    config = config or {}
+    carved = validation_source(config.get("validation_from"), config.get("val_per_class")) == "train"
+    return run["n_train"] + ((run.get("n_validation") or 0) if carved else 0)
 
 
 def pixels_cell(row: dict[str, Any]) -> str:
@@ -121,8 +152,8 @@ def pixels_cell(row: dict[str, Any]) -> str:
 
 def diverged_row(scene: str, model: str, config: dict[str, Any], diverged: list[dict[str, Any]]) -> dict[str, Any]:
     """A table row for a pair whose every seed diverged: no scores, the divergence recorded."""
-    return {"scene": scene, "model": model, "split": f"{config['sampling_mode']} {config['training_sample']}",
-            "runs": 0, "seeds": [], "epochs": config.get("epoch"),
+    return {"scene": scene, "model": model, "split": split_cell(config),
+            "protocol": protocol_label(config), "runs": 0, "seeds": [], "epochs": config.get("epoch"),
             **{key: None for key in ("overall_accuracy", "average_accuracy", "kappa")},
             "f1_per_class": {}, "parameters": None, "train_pixels": None, "test_pixels": None,
             "train_seconds": None, "inference_seconds": None, "devices": None, "diverged": diverged, "folder": None}
@@ -145,17 +176,18 @@ def devices_of(runs: list[dict[str, Any]]) -> str:
 
 
 def _stat(stat: Optional[dict[str, Any]]) -> str:
-    return format_percent(stat["mean"], stat["std"]) if stat is not None else "diverged"
+    return format_stat(stat) if stat is not None else "diverged"
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| scene | model | split | runs | epochs | train / test px | OA (%) | AA (%) | kappa (x100) | "
+    lines = ["| scene | model | protocol | runs | epochs | train / test px | OA (%) | AA (%) | kappa (x100) | "
              "parameters | train (s) | inference (s) | device |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         params = f"{int(r['parameters']):,}" if r["parameters"] is not None else "-"
         times = [f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("train_seconds", "inference_seconds")]
-        lines.append(f"| {r['scene']} | {r['model']} | {r['split']} | {runs_cell(r)} | {r['epochs'] or '-'} | "
+        protocol = r.get("protocol") or r["split"]
+        lines.append(f"| {r['scene']} | {r['model']} | {protocol} | {runs_cell(r)} | {r['epochs'] or '-'} | "
                      f"{pixels_cell(r)} | {_stat(r['overall_accuracy'])} | {_stat(r['average_accuracy'])} | "
                      f"{_stat(r['kappa'])} | {params} | {times[0]} | {times[1]} | {r.get('devices') or '-'} |")
     return "\n".join(lines) + "\n"
@@ -180,14 +212,14 @@ def csv_table(rows: list[dict[str, Any]]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["scene", "model", "split", "runs", "epochs", "oa_mean", "oa_std", "aa_mean", "aa_std",
                      "kappa_mean", "kappa_std", "parameters", "train_seconds", "inference_seconds", "devices",
-                     "diverged_seeds", "train_pixels", "test_pixels"])
+                     "diverged_seeds", "train_pixels", "test_pixels", "protocol"])
     for r in rows:
         writer.writerow([r["scene"], r["model"], r["split"], r["runs"], r["epochs"],
                          *((r[k] or {}).get(m) for k in ("overall_accuracy", "average_accuracy", "kappa")
                            for m in ("mean", "std")),
                          r["parameters"], r["train_seconds"], r["inference_seconds"], r.get("devices"),
                          " ".join(str(d["seed"]) for d in r.get("diverged") or []),
-                         r.get("train_pixels"), r.get("test_pixels")])
+                         r.get("train_pixels"), r.get("test_pixels"), r.get("protocol") or r["split"]])
     return buffer.getvalue()
 
 

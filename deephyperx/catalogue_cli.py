@@ -254,7 +254,9 @@ class CatalogueTask(Task):
             return None
         training_cache = parts.cache.stats()
         started = time.perf_counter()
-        matrices = score_catalogue(trainer.model, source, max(cfg["batch_size"], 256), trainer.device, TEST)
+        matrices = score_catalogue(trainer.model, source, max(cfg["batch_size"], 256), trainer.device, TEST,
+                                   lambda done, total: run.monitor.progress("scoring the test pixels", done, total,
+                                                                           unit="px"))
         scoring_seconds = time.perf_counter() - started
         run.keep_model(trainer)
         metrics = self._metrics(matrices, index)

@@ -511,16 +511,20 @@ class CatalogueMaker:
 
 @torch.no_grad()
 def score_catalogue(model: nn.Module, source: CatalogueSource, batch_size: int, device: torch.device,
-                    role: str | int = "test") -> np.ndarray:
+                    role: str | int = "test",
+                    progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
     """Confusion matrices (n_scenes, K, K) of ``model`` on the ``role`` pixels of every scene, block by
-    block through the cache (:func:`deephyperx.inference.predict_centre` on each block's sampler)."""
+    block through the cache (:func:`deephyperx.inference.predict_centre` on each block's sampler);
+    ``progress(done, total)`` hears of the pixels scored after each block."""
     from deephyperx.inference import predict_centre
     from deephyperx.metrics import confusion_matrix
 
     role, catalogue = role_code(role), source.catalogue
     k = catalogue.n_classes
     matrices = np.zeros((len(catalogue.scenes), k, k), dtype=np.int64)
-    for b in np.flatnonzero(source.index.role_counts(role)):
+    counts = source.index.role_counts(role)
+    total, done = int(counts.sum()), 0
+    for b in np.flatnonzero(counts):
         entry = source.entry(int(b))
         width = entry.classes.shape[1]
         mask = np.zeros(entry.sampler.shape, dtype=bool)
@@ -529,6 +533,9 @@ def score_catalogue(model: nn.Module, source: CatalogueSource, batch_size: int, 
         prediction = predict_centre(model, entry.sampler, batch_size, device, mask)
         truth = entry.classes.ravel()[flat].astype(np.int64)
         matrices[source.index.scene[b]] += confusion_matrix(truth, prediction[mask], k)
+        done += int(counts[b])
+        if progress is not None:
+            progress(done, total)
     return matrices
 
 

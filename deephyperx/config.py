@@ -11,7 +11,9 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from deephyperx.precision import PRECISIONS
 from deephyperx.errors import UserError
+from deephyperx.protocols import check_protocol_settings
 from deephyperx.registry import ModelSpec
 from deephyperx.settings import MODEL, SCENE, check_types, defaults, layer_settings, outside_identity, setting
 from deephyperx.shared_settings import (ClassWeights, ConfigFile, Device, Flips, ModelChoice, ModelDefaults, ModelOptions,
@@ -30,6 +32,10 @@ class ClassifySettings(ModelChoice, SceneChoice, Split, Validation, ModelDefault
     pca_whiten: Optional[bool] = setting(None, group=MODEL, config=False, action="store_true",
                                          help="with --pca: scale each component to unit variance over the training "
                                               "pixels")
+    fit_preprocessing: Optional[str] = setting(None, group=MODEL, choices=["train", "scene"],
+                                               help="train (default) or scene: fit normalisation and PCA on every "
+                                                    "pixel of the scene, test pixels included (a leak some papers "
+                                                    "made)")
     mixture_augmentation: bool = setting(False, group=MODEL, action="store_true",
                                          help="training spectra mixed with others of their class")
     synthetic: Optional[str] = setting(None, group=MODEL, metavar="FILE",
@@ -123,6 +129,8 @@ def check_shared_settings(config: dict[str, Any]) -> None:
     n_jobs = config.get("n_jobs")
     if n_jobs is not None and (not _whole(n_jobs) or not (n_jobs >= 1 or n_jobs == -1)):
         raise UserError(f"--n_jobs {n_jobs!r} must be a number of processes of at least 1 (or -1 for every core)")
+    if config.get("precision") not in (None, *PRECISIONS):
+        raise UserError(f"--precision {config['precision']!r}: choose one of {', '.join(PRECISIONS)}")
     cuda = config.get("cuda")
     if cuda is not None and (not _whole(cuda) or cuda < -1):
         raise UserError(f"--cuda {cuda!r} must be a GPU index (0, 1, ...) or -1 for the CPU")
@@ -159,6 +167,7 @@ def validate_config(config: dict[str, Any]) -> None:
         raise UserError(f"--sampling_mode {config['sampling_mode']!r} is unknown; choose one of: {', '.join(MODES)}")
     if not 0 <= config["val_fraction"] < 1:
         raise UserError(f"--val_fraction {config['val_fraction']} must be in [0, 1)")
+    check_protocol_settings(config)
     if config.get("keep_best") is not None and config["keep_best"] not in BEST_METRICS:
         raise UserError(f"--keep_best {config['keep_best']!r} is not a validation score; choose one of: "
                         f"{', '.join(BEST_METRICS)}")

@@ -49,7 +49,7 @@ from deephyperx.errors import UserError
 from deephyperx.sampling import PatchSampler
 
 #: Default bound on the estimated peak memory of one dense tile's activations (:func:`tile_bytes`), bytes.
-DEFAULT_TILE_BYTES = 512 * 2 ** 20
+DEFAULT_TILE_BYTES = 96 * 2 ** 20
 
 #: Peak memory of a dense pass over the tensors it keeps alive, measured (maximum resident size on
 #: CPU, oneDNN convolutions) at 1.0-1.8 for the zoo's models: oneDNN reorders inputs and outputs
@@ -72,7 +72,13 @@ NOT_DENSE: dict[str, str] = {
     "SSRN": "its spatial residual blocks zero-pad their 3x3 convolutions ('same') inside the patch, so a "
             "pixel's features depend on where the patch border falls (and the average pooling spans the "
             "padded maps); a tile-wide pass cannot reproduce the patch outputs",
+    "SpectralFormer_pixel": _NOTHING_TO_SHARE,
 }
+#: Models that attend to, pool over or scan across every pixel of their patch: each feature depends on the
+#: whole patch, so a tile-wide pass has nothing exact to share.
+for _name in ("SSFTT", "A2S2K", "DBDA", "SpectralFormer", "GAHT", "MambaHSI"):
+    NOT_DENSE[_name] = ("its attention, global pooling or state-space scan runs over every pixel of the patch, so "
+                        "each feature depends on the whole patch: a tile-wide pass cannot reproduce the patch outputs")
 
 
 # ----- layers rewritten for a tile --------------------------------------------------------------
@@ -340,15 +346,18 @@ def _largest(fits: Callable[[int], bool], low: int, high: int) -> int:
 
 @torch.no_grad()
 def dense_centre_logits(model: nn.Module, sampler: PatchSampler, device: torch.device, rows: np.ndarray,
-                        cols: np.ndarray, budget: int = DEFAULT_TILE_BYTES) -> torch.Tensor:
+                        cols: np.ndarray, budget: int = DEFAULT_TILE_BYTES,
+                        progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
     """Float32 logits (n, K) on CPU of pixels (rows, cols), by dense passes over tiles of their
-    bounding box (tiles holding none of the pixels are skipped). ``model`` must be in eval mode."""
+    bounding box (tiles holding none of the pixels are skipped). ``model`` must be in eval mode;
+    ``progress(done, total)`` hears of the pixels done after each tile."""
     if len(rows) == 0:
         return torch.empty(0, 0)
     box = (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1)
     position = np.full((box[1] - box[0], box[3] - box[2]), -1, dtype=np.int32 if len(rows) < 2 ** 31 else np.int64)
     position[rows - box[0], cols - box[2]] = np.arange(len(rows))
     out: Optional[torch.Tensor] = None
+    done = 0
     for tile in plan_tiles(model, sampler, box, budget):
         r, c = tile.row - box[0], tile.col - box[2]
         index = position[r:r + tile.height, c:c + tile.width]
@@ -359,6 +368,9 @@ def dense_centre_logits(model: nn.Module, sampler: PatchSampler, device: torch.d
         if out is None:
             out = torch.empty(len(rows), logits.shape[0])
         out[torch.from_numpy(index[keep])] = logits[:, torch.from_numpy(keep)].T
+        done += int(keep.sum())
+        if progress is not None:
+            progress(done, len(rows))
     return out
 
 

@@ -72,6 +72,8 @@ class SeedRun:
     resume: Optional[dict] = None
     #: every monitor of the run (none on torchrun's other ranks)
     monitor: Monitor = field(default_factory=lambda: Monitors([]))
+    #: (position, count): this seed is the position-th of the count seeds its command trains
+    of_seeds: tuple[int, int] = (1, 1)
 
     @property
     def partial(self) -> Path:
@@ -169,12 +171,14 @@ class Experiment:
         return self._folder
 
     def run_seed(self, seed: int, final: Optional[Path] = None, extra_monitors: Optional[list[Monitor]] = None,
-                 stop_after_epoch: Optional[int] = None) -> Optional[dict[str, Any]]:
+                 stop_after_epoch: Optional[int] = None,
+                 of_seeds: tuple[int, int] = (1, 1)) -> Optional[dict[str, Any]]:
         """Run one seed into ``final`` (default ``<folder>/seed<seed>``), written as ``final.partial``
-        and renamed when complete; its metrics (None when stopped at ``stop_after_epoch``, tests)."""
+        and renamed when complete; its metrics (None when stopped at ``stop_after_epoch``, tests).
+        ``of_seeds`` (position, count) places it among the seeds its command trains (the console's estimate)."""
         task = self.task
         run = SeedRun(seed, Path(final) if final is not None else self.folder / f"seed{seed}", task.seed_config(seed),
-                      list(extra_monitors or []), stop_after_epoch)
+                      list(extra_monitors or []), stop_after_epoch, of_seeds=of_seeds)
         seed_everything(seed)
         run.parts = task.prepare(run)  # bad input fails before any folder exists
         main = distributed.is_main()
@@ -191,7 +195,8 @@ class Experiment:
 
     def _fit_and_publish(self, run: SeedRun) -> Optional[dict[str, Any]]:
         task = self.task
-        run.monitor = Monitors([ConsoleMonitor(task.epochs(run)), JsonLinesMonitor(run.partial / "metrics.jsonl"),
+        run.monitor = Monitors([ConsoleMonitor(task.epochs(run), seeds=run.of_seeds),
+                                JsonLinesMonitor(run.partial / "metrics.jsonl"),
                                 *task.monitors(run), *run.extra_monitors])
         run.monitor.run_started(task.description(run))
         metrics = task.fit_and_report(run)
@@ -246,8 +251,9 @@ class Experiment:
                 if finished_only:
                     continue
                 monitors = extra_monitors(seed) if extra_monitors and main else None
+                of_seeds = (to_train.index(seed) + 1, len(to_train)) if seed in to_train else (1, 1)
                 try:
-                    runs.append(self.run_seed(seed, extra_monitors=monitors))
+                    runs.append(self.run_seed(seed, extra_monitors=monitors, of_seeds=of_seeds))
                 except TrainingDiverged as error:
                     record = {"seed": seed, **error.as_record()}
                     if main:

@@ -324,7 +324,9 @@ class GenerateTask(Task):
         pair = walk_classes(*real_train, classes)
         walk = normaliser.invert(latent_walk(model, *pair, run.seed)).astype(np.float32) if pair else None
         report = write_realism_report(run.partial / "realism", real_train, real_test, synthetic,
-                                      list(self.scene.class_names), self.scene.wavelengths, walk, run.seed)
+                                      list(self.scene.class_names), self.scene.wavelengths, walk, run.seed,
+                                      lambda done, total, step: run.monitor.progress("realism report", done, total,
+                                                                                     f"{step} done", "steps"))
         return report, [self.scene.class_names[k] for k in pair] if pair else None
 
 

@@ -4,6 +4,9 @@ Centre-pixel models see one patch per pixel, a batch of pixels at a time, or, wh
 exact fully convolutional form, one dense pass per tile (:mod:`deephyperx.dense_eval`).
 Models with dense outputs (a label per patch pixel) are slid over the scene with a stride;
 overlapping softmax outputs are averaged.
+
+Each takes an optional ``progress(done, total)`` callback (:data:`~deephyperx.progress.ProgressCallback`),
+called as the pixels (or windows) are done, for the console's time left.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from deephyperx.dense_eval import DEFAULT_TILE_BYTES, dense_centre_logits, supports_dense
+from deephyperx.progress import ProgressCallback
 from deephyperx.sampling import PatchSampler, patch_extent
 from deephyperx.steps import logits_of
 
@@ -29,7 +33,7 @@ def mask_pixels(shape: tuple[int, int], mask: Optional[np.ndarray]) -> tuple[np.
 
 @torch.no_grad()
 def patch_logits(model: nn.Module, sampler: PatchSampler, batch_size: int, device: torch.device,
-                 rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+                 rows: np.ndarray, cols: np.ndarray, progress: Optional[ProgressCallback] = None) -> torch.Tensor:
     """Float32 logits (n, K) on CPU of the pixels (rows, cols), one batch of patches at a time."""
     rows_t, cols_t = torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)
     parts = []
@@ -37,13 +41,15 @@ def patch_logits(model: nn.Module, sampler: PatchSampler, batch_size: int, devic
         r, c = rows_t[start:start + batch_size], cols_t[start:start + batch_size]
         inputs = [x.to(device) for x in sampler.patches(r, c)]
         parts.append(logits_of(model(*inputs)).float().cpu())
+        if progress is not None:
+            progress(start + len(r), len(rows_t))
     return torch.cat(parts) if parts else torch.empty(0, 0)
 
 
 @torch.no_grad()
 def centre_logits(model: nn.Module, sampler: PatchSampler, batch_size: int, device: torch.device,
                   mask: Optional[np.ndarray] = None, *, dense: Optional[bool] = None,
-                  tile_bytes: int = DEFAULT_TILE_BYTES) -> torch.Tensor:
+                  tile_bytes: int = DEFAULT_TILE_BYTES, progress: Optional[ProgressCallback] = None) -> torch.Tensor:
     """Float32 logits (n, K) on CPU of ``mask``'s pixels in np.nonzero order (every pixel in
     row-major order when ``mask`` is None) by a centre-pixel model in eval mode.
 
@@ -57,18 +63,19 @@ def centre_logits(model: nn.Module, sampler: PatchSampler, batch_size: int, devi
     if use_dense and not supports_dense(model):
         raise ValueError(f"{type(model).__name__} has no exact dense evaluation; pass dense=None or False")
     if use_dense:
-        return dense_centre_logits(model, sampler, device, rows, cols, tile_bytes)
-    return patch_logits(model, sampler, batch_size, device, rows, cols)
+        return dense_centre_logits(model, sampler, device, rows, cols, tile_bytes, progress)
+    return patch_logits(model, sampler, batch_size, device, rows, cols, progress)
 
 
 @torch.no_grad()
 def predict_centre(model: nn.Module, sampler: PatchSampler, batch_size: int, device: torch.device,
-                   mask: Optional[np.ndarray] = None) -> np.ndarray:
+                   mask: Optional[np.ndarray] = None, progress: Optional[ProgressCallback] = None) -> np.ndarray:
     """Class of every pixel (or of ``mask``'s pixels; others get -1) by a centre-pixel model."""
     prediction = np.full(sampler.shape, -1, dtype=np.int64)
     rows, cols = mask_pixels(sampler.shape, mask)
     if len(rows):
-        prediction[rows, cols] = centre_logits(model, sampler, batch_size, device, mask).argmax(1).numpy()
+        logits = centre_logits(model, sampler, batch_size, device, mask, progress=progress)
+        prediction[rows, cols] = logits.argmax(1).numpy()
     return prediction
 
 
@@ -85,7 +92,7 @@ def window_centres(length: int, patch_size: int, stride: int) -> np.ndarray:
 
 @torch.no_grad()
 def predict_dense(model: nn.Module, sampler: PatchSampler, n_classes: int, batch_size: int,
-                  device: torch.device, stride: int = 1) -> np.ndarray:
+                  device: torch.device, stride: int = 1, progress: Optional[ProgressCallback] = None) -> np.ndarray:
     """Class map of a dense model slid over the scene, averaging overlapping softmax outputs
     (summing them gives the same argmax, so no per-pixel count is kept)."""
     model.eval()
@@ -103,15 +110,20 @@ def predict_dense(model: nn.Module, sampler: PatchSampler, n_classes: int, batch
         cc = (c.view(-1, 1, 1) + offsets.view(1, 1, p)).expand(-1, p, p)
         for k in range(n_classes):
             scores[k].index_put_((rr, cc), probs[:, k], accumulate=True)
+        if progress is not None:
+            progress(start + len(r), len(centres_r))
     scores = scores[:, before:before + height, before:before + width]
     return scores.argmax(0).numpy().astype(np.int64)
 
 
-def predict_pixels_sklearn(estimator: Any, cube: np.ndarray, rows_per_chunk: int = 64) -> np.ndarray:
+def predict_pixels_sklearn(estimator: Any, cube: np.ndarray, rows_per_chunk: int = 64,
+                           progress: Optional[ProgressCallback] = None) -> np.ndarray:
     """Class of every pixel by a scikit-learn estimator on spectra, a band of rows at a time."""
     height, width, bands = cube.shape
     prediction = np.empty((height, width), dtype=np.int64)
     for r in range(0, height, rows_per_chunk):
         block = np.asarray(cube[r:r + rows_per_chunk], dtype=np.float32)
         prediction[r:r + rows_per_chunk] = estimator.predict(block.reshape(-1, bands)).reshape(block.shape[:2])
+        if progress is not None:
+            progress(min(r + rows_per_chunk, height) * width, height * width)
     return prediction

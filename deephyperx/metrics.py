@@ -198,3 +198,13 @@ def format_percent(mean: Optional[float], std: Optional[float] = None) -> str:
     if std is None or (isinstance(std, float) and math.isnan(std)):
         return text
     return f"{text} ± {100.0 * std:.2f}"
+
+
+def format_stat(stat: Optional[dict[str, Any]]) -> str:
+    """A statistic over runs (``{"mean", "std", "n"}``, see :func:`aggregate_runs`) in percent:
+    ``"85.30 ± 1.21"``, or the mean alone when one run defines it (its std of 0 says nothing of the
+    spread); ``"n/a"`` when undefined. A statistic without ``n`` shows its std as given."""
+    if not stat:
+        return "n/a"
+    n = stat.get("n")
+    return format_percent(stat.get("mean"), None if n is not None and n < 2 else stat.get("std"))

@@ -59,3 +59,28 @@ def import_zoo(modules: Sequence[str]) -> None:
     """Import the modules that register the model zoo (each once; importing again is free)."""
     for name in modules:
         importlib.import_module(name)
+
+
+#: Entry-point groups of installed packages that bring scene and tile-set catalogues (see pyproject.toml).
+SCENE_GROUP, TILESET_GROUP = "deephyperx.scenes", "deephyperx.tilesets"
+
+
+def installed_plugins(default_folder: Optional[str] = None) -> Plugins:
+    """The catalogues installed packages declare (entry points :data:`SCENE_GROUP` and
+    :data:`TILESET_GROUP`), for front ends that wire nothing in themselves (the Python API); the zoo
+    comes the same way, through :func:`deephyperx.registry.load_plugins`. A one-line
+    :class:`~deephyperx.errors.UserError` when none is installed."""
+    import os
+
+    from deephyperx import entry_points
+    from deephyperx.errors import UserError
+
+    found = {}
+    for group in (SCENE_GROUP, TILESET_GROUP):
+        entries = entry_points.declared(group)
+        if not entries:
+            raise UserError(f"no package declares a {group} entry point: install deephyperx (pip install -e .) "
+                            "to use its Python API, or run python main.py from the source tree")
+        found[group] = entry_points.load(entries[0])
+    folder = default_folder or os.environ.get("DEEPHYPERX_DATA", "Datasets")
+    return Plugins(scenes=found[SCENE_GROUP], tilesets=found[TILESET_GROUP], default_folder=folder)

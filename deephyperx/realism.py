@@ -25,7 +25,7 @@ import html
 import math
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -167,9 +167,10 @@ UTILITY_ROWS = (
 
 def utility_scores(real_train: LabelledSet, real_test: LabelledSet, synthetic: LabelledSet, n_classes: int,
                    seed: int, classifiers: tuple[str, ...] = CLASSIFIERS,
-                   max_fit: int = MAX_FIT_SAMPLES) -> dict[str, Any]:
+                   max_fit: int = MAX_FIT_SAMPLES, step_done: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
     """The paper's rows for each classifier, and TSTR / TRTR (1.0: synthetic spectra teach as much
-    as real ones). Training sets larger than ``max_fit`` are subsampled per class, seeded."""
+    as real ones). Training sets larger than ``max_fit`` are subsampled per class, seeded.
+    ``step_done(name)`` hears of each classifier fitted and scored (``len(classifiers) x 4`` of them)."""
     standardiser = Standardiser(real_train[0])
     fit_real = _subset(real_train, max_fit, _rng(seed, 1))
     fit_synthetic = _subset(synthetic, max_fit, _rng(seed, 2))
@@ -177,8 +178,11 @@ def utility_scores(real_train: LabelledSet, real_test: LabelledSet, synthetic: L
             "both": joined(fit_real, fit_synthetic)}
     result: dict[str, Any] = {}
     for kind in classifiers:
-        rows = {key: train_and_score(kind, sets[train], sets[test], n_classes, standardiser, seed)
-                for key, _, train, test in UTILITY_ROWS}
+        rows = {}
+        for key, name, train, test in UTILITY_ROWS:
+            rows[key] = train_and_score(kind, sets[train], sets[test], n_classes, standardiser, seed)
+            if step_done is not None:
+                step_done(f"{kind}: {name}")
         trtr, tstr = rows["trtr"]["overall_accuracy"], rows["tstr"]["overall_accuracy"]
         rows["tstr_over_trtr"] = tstr / trtr if trtr and tstr is not None else None
         result[kind] = rows
@@ -404,25 +408,38 @@ def write_figures(out: Path, real_train: LabelledSet, real_test: LabelledSet, sy
 
 def write_realism_report(out: Path, real_train: tuple[np.ndarray, np.ndarray], real_test: tuple[np.ndarray, np.ndarray],
                          synthetic: tuple[np.ndarray, np.ndarray], class_names: list[str],
-                         wavelengths: Optional[np.ndarray], interpolation: Optional[np.ndarray], seed: int) -> dict:
+                         wavelengths: Optional[np.ndarray], interpolation: Optional[np.ndarray], seed: int,
+                         progress: Optional[Callable[[int, int, str], None]] = None) -> dict:
     """Compute every realism metric and write ``realism.json``, ``realism.md``, ``realism.html``
-    and the figures into ``out``; return what ``realism.json`` holds."""
+    and the figures into ``out``; return what ``realism.json`` holds. ``progress(done, total, step)``
+    hears of each step done (angles, every utility classifier, the two-sample test, the figures)."""
     from deephyperx.reports import save_json
 
     out, n_classes = Path(out), len(class_names)
     real_train, real_test, synthetic = check_report_inputs(real_train, real_test, synthetic, n_classes,
                                                            wavelengths, interpolation)
     n_bands = real_train[0].shape[1]
+    total, done = 3 + len(CLASSIFIERS) * len(UTILITY_ROWS), 0
+
+    def step_done(name: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total, name)
+
     angles, synthetic_nearest, test_nearest = angle_statistics(real_train, real_test, synthetic, class_names, seed)
+    step_done("spectral angles")
     report = {
         "seed": seed, "class_names": list(class_names), "n_bands": n_bands,
         "counts": set_counts(real_train, real_test, synthetic, class_names),
-        "utility": utility_scores(real_train, real_test, synthetic, n_classes, seed),
+        "utility": utility_scores(real_train, real_test, synthetic, n_classes, seed, step_done=step_done),
         "two_sample": two_sample_test(real_train, synthetic, class_names, seed),
         "angles": angles,
     }
+    step_done("two-sample test")
     report["figures"] = write_figures(out, real_train, real_test, synthetic, class_names, wavelengths,
                                       interpolation, (synthetic_nearest, test_nearest, angles["diversity"]), seed)
+    step_done("figures")
     save_json(out / "realism.json", report)
     atomic_write_text(out / "realism.md", realism_markdown(report))
     atomic_write_text(out / "realism.html", realism_html(report))

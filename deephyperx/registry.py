@@ -12,6 +12,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from deephyperx import entry_points
 from deephyperx.errors import UserError
 from deephyperx.settings import defaults
 from deephyperx.shared_settings import ModelDefaults
@@ -111,11 +112,9 @@ def load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True  # before loading: a plugin's own imports of the registry must not recurse
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group=PLUGIN_GROUP):
+    for entry in entry_points.declared(PLUGIN_GROUP):
         try:
-            entry.load()
+            entry_points.load(entry)  # a source tree's `models` already imported is not imported again
         except Exception as error:  # a broken plugin says which, instead of hiding the rest of the zoo
             raise UserError(f"the model plugin '{entry.name}' ({entry.value}) failed to load: {error}") from None
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from deephyperx.atomic import PathLike, atomic_path, atomic_write, atomic_write_text
 from deephyperx.errors import UserError
-from deephyperx.metrics import format_percent
+from deephyperx.metrics import format_percent, format_stat
 
 #: Colour of unlabelled (IGNORE) pixels in maps.
 UNLABELLED_RGB = (0, 0, 0)
@@ -294,7 +294,15 @@ def run_summary_markdown(title: str, metrics: dict[str, Any], config: dict[str, 
 
 
 def _stat(stat: dict[str, Any]) -> str:
-    return format_percent(stat.get("mean"), stat.get("std"))
+    return format_stat(stat)
+
+
+def runs_intro(n_runs: int, seeds: Optional[Sequence[int]]) -> str:
+    """The first line of an aggregate report: mean ± std over several runs, or one run's scores."""
+    listed = f" (seed{'s' if len(seeds or []) > 1 else ''} {', '.join(str(s) for s in seeds)})" if seeds else ""
+    if n_runs == 1:
+        return f"One run{listed}, in percent (one run gives no standard deviation)."
+    return f"Mean ± sample standard deviation over {n_runs} runs{listed}, in percent."
 
 
 def aggregate_markdown(title: str, aggregate: dict[str, Any], class_names: Sequence[str],
@@ -304,10 +312,8 @@ def aggregate_markdown(title: str, aggregate: dict[str, Any], class_names: Seque
     if len(per_class) != len(class_names):
         raise UserError(f"aggregate report: {len(class_names)} class names for {len(per_class)} classes; "
                         "give one name per class")
-    seeds = aggregate.get("seeds")
-    intro = f"{aggregate['n_runs']} runs" + (f" (seeds {', '.join(str(s) for s in seeds)})" if seeds else "")
-    parts = [f"# {title}", "", f"Mean ± sample standard deviation over {intro}, in percent.", ""]
-    parts.append(_table(["metric", "mean ± std"], [
+    parts = [f"# {title}", "", runs_intro(aggregate["n_runs"], aggregate.get("seeds")), ""]
+    parts.append(_table(["metric", "mean ± std" if aggregate["n_runs"] > 1 else "value"], [
         ["Overall accuracy (OA)", _stat(aggregate["overall_accuracy"])],
         ["Average accuracy (AA)", _stat(aggregate["average_accuracy"])],
         ["Kappa (× 100)", _stat(aggregate["kappa"])],

@@ -1,7 +1,7 @@
 """What a run ran on, kept beside its results: library versions, torch's thread counts, the CPU and
 the instruction set torch's kernels use, the device and the number of processes. Numbers from the
 same command and seed can differ with another thread count or another CPU instruction set (torch
-adds in another order; adversarial training amplifies it, see docs/RESULTS.md), so each start and
+adds in another order; adversarial training amplifies it, see docs/results/generators.md), so each start and
 each resume of a run appends one record to its folder's ``environment.jsonl``, and a resume with
 another thread count, number of processes or instruction set says so on stderr."""
 from __future__ import annotations

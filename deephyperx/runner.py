@@ -20,11 +20,14 @@ from deephyperx import checkpoint as ckpt
 from deephyperx import distributed
 from deephyperx.atomic import atomic_path, atomic_write_text
 from deephyperx.config import experiment_id, model_band_count
+from deephyperx.precision import precision_context
+from deephyperx.allocator import return_freed_memory, trim_heap
 from deephyperx.errors import UserError
 from deephyperx.experiment import Experiment, MonitorsPerSeed, SeedRun, Task
 from deephyperx.hashing import file_sha256
 from deephyperx.inference import predict_centre, predict_dense, predict_pixels_sklearn
 from deephyperx.metrics import confusion_matrix, metrics_from_confusion
+from deephyperx.progress import run_label
 from deephyperx.preprocessing import Normaliser, PCAProjection, fit_normaliser, fit_pca
 from deephyperx.registry import ModelSpec, create_model, get_spec
 from deephyperx.reports import (run_summary_markdown, save_confusion_png, save_json, rgb_composite, save_label_map_png,
@@ -32,7 +35,9 @@ from deephyperx.reports import (run_summary_markdown, save_confusion_png, save_j
 from deephyperx.safe_paths import experiment_path
 from deephyperx.sampling import Augmentation, BatchMaker, PatchSampler
 from deephyperx.scene import IGNORE, Scene, class_spectra
-from deephyperx.splits import split_from_label_maps, split_pixels, split_summary, split_warnings, validation_split
+from deephyperx.protocols import protocol_record, validation_source
+from deephyperx.splits import (choose_validation, map_truth, split_from_label_maps, split_pixels, split_summary,
+                               split_warnings)
 from deephyperx.steps import get_step
 from deephyperx.synthetic_mixing import (SyntheticDraw, draw_synthetic, mixing_maker, resolve_synthetic_settings,
                                          summary_lines)
@@ -46,6 +51,21 @@ class Split:
     test: np.ndarray
     #: what makes the split a weak test of what was asked (:func:`~deephyperx.splits.split_warnings`)
     warnings: list[str] = field(default_factory=list)
+    #: every pixel's class for this run: the scene's labels, or fixed maps' classes on their pixels
+    labels: Optional[np.ndarray] = None
+    #: where the validation pixels come from (:func:`~deephyperx.protocols.validation_source`)
+    validation_source: str = "train"
+    #: fixed maps only: per set, pixels and departures from the scene's labels (:func:`~deephyperx.splits.map_truth`)
+    maps: dict = field(default_factory=dict)
+
+    def truth(self, scene: Scene) -> np.ndarray:
+        """The class of every pixel for this run (the scene's labels unless fixed maps override them)."""
+        return scene.labels if self.labels is None else self.labels
+
+    def fitted(self) -> np.ndarray:
+        """The pixels a scikit-learn model fits: training plus validation carved out of it (its own
+        cross-validation plays validation), never validation drawn from elsewhere."""
+        return self.train | self.validation if self.validation_source == "train" else self.train
 
 
 # ----- devices -----------------------------------------------------------------------------------
@@ -91,22 +111,34 @@ def label_map_from_file(path: str, scene: Scene) -> np.ndarray:
 
 def make_split(scene: Scene, config: dict[str, Any], seed: int) -> Split:
     """Train/validation/test masks for this run, deterministic under ``seed``."""
+    truth, maps = scene.labels, {}
     if config.get("train_set") or config.get("test_set"):
         if not (config.get("train_set") and config.get("test_set")):
             raise UserError("--train_set and --test_set go together; give both label files")
-        train, test = split_from_label_maps(label_map_from_file(config["train_set"], scene),
-                                            label_map_from_file(config["test_set"], scene))
+        train_map, test_map = (label_map_from_file(config[k], scene) for k in ("train_set", "test_set"))
+        train, test = split_from_label_maps(train_map, test_map)
+        truth, maps = map_truth(scene.labels, train_map, test_map)
+        for side, counts in maps.items():
+            for key, what in (("unlabelled_in_scene", "unlabelled"), ("other_class_in_scene", "of another class")):
+                if counts[key]:
+                    print(f"warning: [{run_label(config['model'], scene.name, seed)}] {counts[key]} "
+                          f"{'training' if side == 'train' else side} pixels of "
+                          f"{Path(config[side + '_set']).name} are {what} in the label file of {scene.name}; "
+                          "their class is the map's", file=sys.stderr)
     else:
         train, test = split_pixels(scene.labels, config["sampling_mode"], config["training_sample"], seed,
                                    patch_size=config["patch_size"], guard=config.get("guard"),
                                    block_size=config.get("block_size"), class_names=scene.class_names)
     # label-file splits are not checked against training_sample, which they do not use
     asked = 0.0 if config.get("train_set") else float(config["training_sample"])
-    warnings = split_warnings(scene.labels, train, test, asked, scene.class_names)
+    warnings = split_warnings(truth, train, test, asked, scene.class_names)
     for line in warnings:
-        print(f"warning: the split of {scene.name} (seed {seed}) is weak: {line}", file=sys.stderr)
-    train, validation = validation_split(train, scene.labels, config["val_fraction"], seed)
-    return Split(train, validation, test, warnings)
+        print(f"warning: [{run_label(config['model'], scene.name, seed)}] the split is weak: {line}", file=sys.stderr)
+    per_class = config.get("val_per_class")
+    train, validation, test = choose_validation(train, test, truth, seed, config["val_fraction"], per_class,
+                                                config.get("validation_from") or "train", scene.class_names)
+    return Split(train, validation, test, warnings, None if truth is scene.labels else truth,
+                 validation_source(config.get("validation_from"), per_class), maps)
 
 
 # ----- one run -----------------------------------------------------------------------------------
@@ -207,14 +239,14 @@ class ClassifyTask(Task):
         if fitted is None:
             return None
         prediction, info = fitted
-        cm = confusion_matrix(np.where(split.test, scene.labels, IGNORE).ravel(), prediction.ravel(), scene.n_classes)
+        truth = split.truth(scene)
+        cm = confusion_matrix(np.where(split.test, truth, IGNORE).ravel(), prediction.ravel(), scene.n_classes)
         metrics = metrics_from_confusion(cm, scene.class_names)
         metrics.update({"seed": run.seed, "scene": scene.name, "model": self.spec.name,
                         "wall_seconds": time.perf_counter() - started, **info,
-                        "split": split_summary(scene.labels, split.train | split.validation, split.test,
-                                               scene.class_names),
+                        "split": split_summary(truth, split.fitted(), split.test, scene.class_names),
                         "n_train": int(split.train.sum()), "n_validation": int(split.validation.sum()),
-                        "split_warnings": split.warnings})
+                        "split_warnings": split.warnings, "protocol": protocol_record(run.config, split.maps)})
         run.monitor.confusion(cm, scene.class_names)
         run.monitor.label_map("prediction", prediction, scene.palette, scene.class_names)
         self._write_reports(run, metrics, cm, prediction)
@@ -257,8 +289,11 @@ class ClassifyTask(Task):
     def features(self, config: dict[str, Any], train: np.ndarray, restored: Optional[dict],
                  inputs: list[str]) -> tuple[list[np.ndarray], dict[str, Any]]:
         """The rasters a model reads, normalised (and the cube projected by PCA when asked), with
-        statistics fitted on ``train`` pixels or taken from the restored checkpoint; and their state."""
+        statistics fitted on ``train`` pixels (every pixel of the scene under ``fit_preprocessing: scene``,
+        a leak some papers made) or taken from the restored checkpoint; and their state."""
         raw = [r if r.ndim == 3 else r[..., None] for r in neural_inputs(self.scene, inputs)]
+        if config.get("fit_preprocessing") == "scene":
+            train = np.ones(self.scene.shape, dtype=bool)
         if restored is not None:
             normalisers = {k: Normaliser.from_state_dict(v) for k, v in restored["normalisers"].items()}
         else:
@@ -296,14 +331,15 @@ class ClassifyTask(Task):
     # --- scikit-learn ----------------------------------------------------------------------------
     def _run_sklearn(self, run: SeedRun) -> tuple[np.ndarray, dict]:
         split, restored, estimator = run.parts.split, run.parts.restored, run.parts.model
-        train = split.train | split.validation  # cross-validation inside the estimator plays validation
+        train = split.fitted()  # cross-validation inside the estimator plays validation
         (cube,), features = self.features(run.config, train, restored, ["cube"])
         started = time.perf_counter()
         if restored is None:
-            estimator.fit(cube[train], self.scene.labels[train])
+            estimator.fit(cube[train], split.truth(self.scene)[train])
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        prediction = predict_pixels_sklearn(estimator, cube)
+        prediction = predict_pixels_sklearn(estimator, cube, progress=lambda done, total: run.monitor.progress(
+            "mapping the scene", done, total, unit="px"))
         info = {"train_seconds": train_seconds, "inference_seconds": time.perf_counter() - started,
                 "device": "cpu"}
         if hasattr(estimator, "best_params_"):
@@ -321,7 +357,7 @@ class ClassifyTask(Task):
         device = distributed.rank_device(resolve_device(cfg["cuda"]))
         inputs = list(cfg["inputs"])
         rasters, features = self.features(cfg, split.train, parts.restored, inputs)
-        train_labels = np.where(split.train, self.scene.labels, IGNORE)
+        train_labels = np.where(split.train, split.truth(self.scene), IGNORE)
         sampler = PatchSampler(rasters, train_labels, cfg["patch_size"])
         dense = cfg["output"] == "dense"
         augmentation = Augmentation(cfg["flip_augmentation"], cfg["radiation_augmentation"], cfg["mixture_augmentation"])
@@ -331,7 +367,7 @@ class ClassifyTask(Task):
                                        features["projection"])
             monitor.text(f"training on {train_maker.n_real} real and {train_maker.n_synthetic} synthetic spectra "
                          f"from {parts.synthetic.info['source']}")
-        val_labels = np.where(split.validation, self.scene.labels, IGNORE)
+        val_labels = np.where(split.validation, split.truth(self.scene), IGNORE)
         val_maker = BatchMaker(sampler.with_labels(val_labels), *np.nonzero(split.validation),
                                dense=dense) if split.validation.any() else None
         unlabelled = BatchMaker(sampler, *np.nonzero(~(split.train | split.validation | split.test)), dense=False)
@@ -347,10 +383,19 @@ class ClassifyTask(Task):
             return None
         started = time.perf_counter()
         batch = max(cfg["batch_size"], 256)
-        if dense:
-            prediction = predict_dense(trainer.model, sampler, self.scene.n_classes, batch, device, cfg["test_stride"])
-        else:
-            prediction = predict_centre(trainer.model, sampler, batch, device)
+        unit = "windows" if dense else "px"
+
+        def progress(done: int, total: int) -> None:
+            monitor.progress("mapping the scene", done, total, unit=unit)
+
+        trim_heap()  # what training held for its steps goes back before the map's tiles are allocated
+        return_freed_memory()
+        with precision_context(cfg.get("precision") or "fp32", device):
+            if dense:
+                prediction = predict_dense(trainer.model, sampler, self.scene.n_classes, batch, device,
+                                           cfg["test_stride"], progress=progress)
+            else:
+                prediction = predict_centre(trainer.model, sampler, batch, device, progress=progress)
         inference_seconds = time.perf_counter() - started
         run.keep_model(trainer)
         info = {"train_seconds": state.train_seconds, "inference_seconds": inference_seconds,

@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from deephyperx.errors import UserError
+from deephyperx.label_values import IGNORE, check_rgb_bands, integer_labels, label_map, remap_labels
+from deephyperx.readers import read_raster
+from deephyperx.safe_paths import file_stem
 
-#: Internal label of unlabelled or ignored pixels. Classes are numbered 0..K-1.
-IGNORE = -1
+PathLike = Union[str, Path]
+__all__ = ["IGNORE", "Scene", "class_spectra", "default_palette"]
 
 
 @dataclass
@@ -42,6 +46,91 @@ class Scene:
             self.label_values = list(range(1, len(self.class_names) + 1))
         if self.palette is None:
             self.palette = default_palette(len(self.class_names))
+
+    @classmethod
+    def from_arrays(
+        cls,
+        name: str,
+        cube: np.ndarray,
+        raw_labels: np.ndarray,
+        labels_source: str,
+        class_names: list[str],
+        values: Sequence[int],
+        ignored: Sequence[int],
+        *,
+        rgb_bands: Optional[Sequence[int]] = None,
+        wavelengths: Optional[Sequence[float]] = None,
+        palette: Optional[Sequence[Sequence[int]]] = None,
+        description: str = "",
+    ) -> "Scene":
+        """A validated scene from a cube and a raw label raster: label-file ``values`` become class ids
+        0..K-1 (in their order), ``ignored`` values unlabelled; band metadata is checked against the cube."""
+        labels = remap_labels(raw_labels, values, ignored, labels_source)
+        n_bands = int(cube.shape[2]) if cube.ndim == 3 else None
+        rgb = check_rgb_bands(rgb_bands, n_bands, f"scene {name}") if rgb_bands is not None else None
+        wl = None
+        if wavelengths is not None:
+            wl = np.asarray(wavelengths, dtype=np.float64)
+            if n_bands is not None and wl.shape != (n_bands,):
+                raise UserError(f"scene {name}: {wl.size} wavelengths for a cube of {n_bands} bands; give one per band")
+        scene = cls(
+            name=name, cube=cube, labels=labels, class_names=list(class_names),
+            label_values=[int(v) for v in values], rgb_bands=rgb, wavelengths=wl,
+            palette=[tuple(int(c) for c in colour) for colour in palette] if palette is not None else None,
+            description=description,
+        )
+        return scene.validate()
+
+    @classmethod
+    def from_files(
+        cls,
+        cube_path: PathLike,
+        labels_path: PathLike,
+        *,
+        cube_key: Optional[str] = None,
+        labels_key: Optional[str] = None,
+        name: Optional[str] = None,
+        ignored_labels: Sequence[int] = (0,),
+        class_names: Optional[Sequence[str]] = None,
+        label_values: Optional[Sequence[int]] = None,
+        rgb_bands: Optional[Sequence[int]] = None,
+        wavelengths: Optional[Sequence[float]] = None,
+        palette: Optional[Sequence[Sequence[int]]] = None,
+        description: str = "",
+    ) -> "Scene":
+        """A scene from one's own cube file and label file (.mat, .npy, .h5, ENVI .hdr, GeoTIFF, PNG),
+        without declaring it in code.
+
+        Classes are the sorted distinct label values that are not in ``ignored_labels``, unless
+        ``label_values`` lists them; ``class_names`` (default "class <value>") must match in count.
+        """
+        cube_path, labels_path = Path(cube_path).expanduser(), Path(labels_path).expanduser()
+        cube = read_raster(cube_path, cube_key)
+        raw = label_map(read_raster(labels_path, labels_key), labels_path)
+        if raw.shape != tuple(cube.shape[:2]):
+            raise UserError(f"labels {labels_path} are {raw.shape[0]}x{raw.shape[1]} but cube {cube_path} is "
+                            f"{cube.shape[0]}x{cube.shape[1]}; give a label raster of the cube's size")
+        if label_values is None:
+            ints = integer_labels(np.asarray(raw), str(labels_path))
+            values = [int(v) for v in np.unique(ints) if int(v) not in set(ignored_labels)]
+        else:
+            values = [int(v) for v in label_values]
+        negative = [v for v in values if v < 0]
+        if negative:
+            raise UserError(f"{labels_path}: label values {negative[:5]} are negative; class values are whole numbers "
+                            "of at least 1 (0 = unlabelled): declare them as ignored_labels if they mark unlabelled "
+                            "pixels, or fix the label file")
+        if class_names is None:
+            class_names = [f"class {v}" for v in values]
+        elif len(class_names) != len(values):
+            raise UserError(
+                f"{labels_path}: {len(class_names)} class names given but the labels hold {len(values)} classes "
+                f"(values {values}); give one name per class value"
+            )
+        return cls.from_arrays(
+            name or file_stem(cube_path.stem), cube, raw, str(labels_path), list(class_names), values, tuple(ignored_labels),
+            rgb_bands=rgb_bands, wavelengths=wavelengths, palette=palette, description=description,
+        ).identified_by_content()  # named after a file: its experiments are told apart by its content
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -95,11 +95,10 @@ def print_listing(tilesets: TileSetCatalogue) -> None:
 
 def report_line(result: dict[str, Any]) -> None:
     """Print the experiment's mean ± std scores and where the reports are."""
-    from deephyperx.metrics import format_percent
+    from deephyperx.metrics import format_stat
 
     def stat(entry: Optional[dict], key: str) -> str:
-        value = (entry or {}).get(key) or {}
-        return format_percent(value.get("mean"), value.get("std"))
+        return format_stat((entry or {}).get(key))
 
     eroded = result.get("eroded")
     line = (f"{result['model']} on {result['scene']}, {result['n_runs']} run(s): OA {stat(result, 'overall_accuracy')}"

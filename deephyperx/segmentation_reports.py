@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 
 from deephyperx.atomic import PathLike, atomic_path
-from deephyperx.metrics import format_percent
-from deephyperx.reports import _table, _yaml_block, colour_map_image
+from deephyperx.metrics import format_percent, format_stat
+from deephyperx.reports import _table, _yaml_block, colour_map_image, runs_intro
 
 #: Figures (map comparisons, monitor images) show tiles reduced to at most this many pixels a side.
 FIGURE_SIDE = 2000
@@ -36,9 +36,7 @@ def _pct(value: Optional[float]) -> str:
 
 
 def _stat(stat: Optional[dict[str, Any]]) -> str:
-    if not stat:
-        return "n/a"
-    return format_percent(stat.get("mean"), stat.get("std"))
+    return format_stat(stat)
 
 
 HEADLINE = (("Overall accuracy (OA, %)", "overall_accuracy"), ("Kappa (× 100)", "kappa"),
@@ -96,10 +94,8 @@ def _seconds(value: Optional[float]) -> str:
 
 def aggregate_markdown(title: str, aggregate: dict[str, Any], commands: Optional[Sequence[str]] = None) -> str:
     """Several runs: mean ± sample std of the headline scores (full and eroded) and per-class F1/IoU."""
-    seeds = aggregate.get("seeds")
-    intro = f"{aggregate['n_runs']} run(s)" + (f" (seeds {', '.join(str(s) for s in seeds)})" if seeds else "")
     eroded = aggregate.get("eroded") or {}
-    parts = [f"# {title}", "", f"Mean ± sample standard deviation over {intro}, in percent.", ""]
+    parts = [f"# {title}", "", runs_intro(aggregate["n_runs"], aggregate.get("seeds")), ""]
     parts.append(_table(["metric", "full ground truth", "eroded ground truth"],
                         [[label, _stat(aggregate.get(key)), _stat(eroded.get(key))] for label, key in HEADLINE]))
     parts += ["", "## Per-class results", ""]

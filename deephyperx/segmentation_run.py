@@ -319,7 +319,9 @@ class SegmentTask(Task):
             return None
         device = trainer.device
         names = region_names(parts.test, self.tileset.tile_shape)
-        scores = [self._predict_region(run, trainer.model, reader, region, name, device, first=i == 0)
+        areas = [window_area(region.window) for region in parts.test]
+        scores = [self._predict_region(run, trainer.model, reader, region, name, device, first=i == 0,
+                                       progress=region_progress(run.monitor, "predicting the test regions", areas, i))
                   for i, (region, name) in enumerate(zip(parts.test, names))]
         metrics = self._metrics(scores)
         metrics.update({"seed": run.seed, "scene": self.tileset.name, "model": self.spec.name,
@@ -330,7 +332,7 @@ class SegmentTask(Task):
                         "wall_seconds": time.perf_counter() - started,
                         "n_train_regions": len(train_regions), "n_validation_regions": len(val_regions)})
         if run.config.get("predict_train") and train_regions:
-            metrics["train"] = self._score_training_regions(trainer.model, reader, train_regions, device)
+            metrics["train"] = self._score_training_regions(trainer.model, reader, train_regions, device, run.monitor)
         run.keep_model(trainer)
         monitor.confusion(np.asarray(metrics["confusion_matrix"]), self.tileset.class_names)
         self._write_reports(run, metrics)
@@ -373,16 +375,18 @@ class SegmentTask(Task):
 
     # --- prediction and scores -------------------------------------------------------------------
     def _predict(self, model: torch.nn.Module, reader: TileReader, region: ResolvedRegion, device: torch.device,
-                 probabilities: Optional[np.ndarray] = None, probability_class: Optional[int] = None) -> np.ndarray:
+                 probabilities: Optional[np.ndarray] = None, probability_class: Optional[int] = None,
+                 progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
         r0, r1, c0, c1 = region.window
         prediction = np.empty((r1 - r0, c1 - c0), dtype=np.int16)
         crop = int(self.config["patch_size"])
         return predict_tile(model, reader.window_reader(region.tile, region.window), prediction.shape,
                             self.n_classes, crop, int(self.config["stride"]), int(self.config["batch_size"]),
-                            device, probabilities, probability_class, out=prediction)
+                            device, probabilities, probability_class, out=prediction, progress=progress)
 
     def _predict_region(self, run: SeedRun, model: torch.nn.Module, reader: TileReader, region: ResolvedRegion,
-                        name: str, device: torch.device, first: bool) -> RegionScore:
+                        name: str, device: torch.device, first: bool,
+                        progress: Optional[Callable[[int, int], None]] = None) -> RegionScore:
         """Predict one test region, write its maps, score it (and extract objects when asked)."""
         folder = run.partial / "predictions"
         folder.mkdir(parents=True, exist_ok=True)
@@ -396,7 +400,7 @@ class SegmentTask(Task):
             probabilities = np.lib.format.open_memmap(folder / f"{stem}_{label}_probability.npy", mode="w+",
                                                       dtype=np.float32, shape=(r1 - r0, c1 - c0))
         started = time.perf_counter()
-        prediction = self._predict(model, reader, region, device, probabilities, class_id)
+        prediction = self._predict(model, reader, region, device, probabilities, class_id, progress)
         run.parts.inference_seconds += time.perf_counter() - started
         with atomic_path(folder / f"{stem}.npy") as tmp:
             np.save(tmp, prediction)
@@ -473,11 +477,14 @@ class SegmentTask(Task):
         return metrics
 
     def _score_training_regions(self, model: torch.nn.Module, reader: TileReader, regions: list[Any],
-                                device: torch.device) -> dict[str, Any]:
+                                device: torch.device, monitor: Monitor) -> dict[str, Any]:
         """OA, kappa, mean F1 and mIoU on the training regions (to see over-fitting)."""
         cm = np.zeros((self.n_classes, self.n_classes), dtype=np.int64)
-        for region in (resolve_region(self.tileset, r) for r in regions):
-            cm += confusion_over_region(reader, region, self._predict(model, reader, region, device),
+        resolved = [resolve_region(self.tileset, r) for r in regions]
+        areas = [window_area(region.window) for region in resolved]
+        for i, region in enumerate(resolved):
+            progress = region_progress(monitor, "predicting the training regions", areas, i)
+            cm += confusion_over_region(reader, region, self._predict(model, reader, region, device, progress=progress),
                                         self.n_classes, eroded=False)
         scores = segmentation_metrics(cm, list(self.tileset.class_names))
         return {k: scores[k] for k in (*OVERALL_METRICS, *CLASS_MEANS, "n_test")}
@@ -543,6 +550,19 @@ class _NoCrops:
 
     def __len__(self) -> int:
         return 0
+
+
+def window_area(window: Sequence[int]) -> int:
+    """Pixels of a (row0, row1, col0, col1) window."""
+    r0, r1, c0, c1 = window
+    return (r1 - r0) * (c1 - c0)
+
+
+def region_progress(monitor: Monitor, what: str, areas: Sequence[int], index: int) -> Callable[[int, int], None]:
+    """The ``progress(done, total)`` of region ``index``'s prediction, told to ``monitor`` as a share of
+    all the regions' pixels (``areas``), so one estimate of the time left covers every region."""
+    before, total, note = sum(areas[:index]), sum(areas), f"region {index + 1} of {len(areas)}"
+    return lambda done, _total: monitor.progress(what, before + done, total, note, "px")
 
 
 def _inverse_median_frequency(counts: np.ndarray) -> torch.Tensor:

@@ -81,6 +81,16 @@ class Split:
     guard: Optional[int] = setting(None, group=SPLIT, help="blocks mode: guard band width (default patch_size // 2)")
     block_size: Optional[int] = setting(None, group=SPLIT, help="blocks mode: block side in pixels (default "
                                         "max(2 x patch, min(H, W) // 15), at most min(H, W) // 6)")
+    # protocols of the literature (deephyperx/protocols.py); None keeps existing experiment folders' names
+    val_per_class: Optional[int] = setting(None, group=SPLIT, metavar="M",
+                                           help="M validation pixels per class drawn from the labelled pixels "
+                                                "outside training (taken out of the test set), instead of "
+                                                "--val_fraction: N + M per class with --sampling_mode fixed "
+                                                "--training_sample N (MambaHSI: 30 + 10)")
+    validation_from: Optional[str] = setting(None, group=SPLIT, choices=["train", "test"],
+                                             help="train (default) or test: validation pixels drawn from the test "
+                                                  "pixels, which stay scored (a leak some papers made: early "
+                                                  "stopping on the test set, as A2S2K-ResNet and DBDA)")
 
 
 @dataclass
@@ -131,6 +141,10 @@ class Seed:
 @dataclass
 class Device:
     cuda: int = setting(-1, identity=False, help="GPU index; -1 (default) for the CPU")
+    precision: Optional[str] = setting(None, choices=["fp32", "bf16"],
+                                       help="numeric precision: fp32 (default: the published numbers) or bf16 mixed "
+                                            "precision (autocast; faster only on processors with native bfloat16, "
+                                            "e.g. AMX)")
 
 
 @dataclass

@@ -123,7 +123,8 @@ def averaged_logit_bands(model: nn.Module, read_window: WindowReader, shape: tup
 def predict_tile(model: nn.Module, read_window: WindowReader, shape: tuple[int, int], n_classes: int,
                  window: int, stride: int, batch_size: int, device: torch.device,
                  probabilities: Optional[np.ndarray] = None, probability_class: Optional[int] = None,
-                 out: Optional[np.ndarray] = None) -> np.ndarray:
+                 out: Optional[np.ndarray] = None,
+                 progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
     """The (H, W) class map of a tile of ``shape`` by sliding ``window`` x ``window`` crops every
     ``stride`` pixels and averaging overlapping logits.
 
@@ -131,6 +132,7 @@ def predict_tile(model: nn.Module, read_window: WindowReader, shape: tuple[int, 
     of the tile. With ``probabilities`` (an (H, W) float array, e.g. ``numpy.lib.format.open_memmap``
     on disk) the softmax probability of class ``probability_class`` is written there too (the score
     of detected objects). ``out`` may be a preallocated (H, W) integer array (e.g. int16 or a memmap).
+    ``progress(done, total)`` hears of the pixels labelled after each window row.
     """
     height, width = shape
     labels = np.empty((height, width), dtype=np.int64) if out is None else out
@@ -147,6 +149,8 @@ def predict_tile(model: nn.Module, read_window: WindowReader, shape: tuple[int, 
         if probabilities is not None:
             shifted = np.exp(logits - logits.max(0, keepdims=True))
             probabilities[row:row + rows] = shifted[probability_class] / shifted.sum(0)
+        if progress is not None:
+            progress((row + rows) * width, height * width)
     return labels
 
 

@@ -17,7 +17,9 @@ Modes of :func:`split_pixels`:
   so that no training patch sees a test pixel.
 
 Fixed train/test label maps (DeepHyperX's ``--train_set``/``--test_set``) go through
-:func:`split_from_label_maps`.
+:func:`split_from_label_maps`, and :func:`map_truth` takes their classes as the truth on their pixels.
+:func:`choose_validation` then picks the validation pixels (from training, from the pixels outside
+training, or, reproducing a leak of some papers, from the test pixels).
 """
 from __future__ import annotations
 
@@ -222,6 +224,68 @@ def validation_split(train_mask: np.ndarray, labels: np.ndarray, fraction: float
     n_val = np.where(counts >= 2, np.clip(_round_half_up(fraction * counts), 1, counts - 1), 0)
     val = _pick_per_class(pool, n_val, np.random.default_rng(seed))
     return train_mask & ~val, val
+
+
+def map_truth(labels: np.ndarray, train_labels: np.ndarray, test_labels: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The class of every pixel under fixed train/test maps, and how the maps depart from ``labels``.
+
+    A map's class is the truth on its pixels (as DeepHyperX took it): published maps such as Indian
+    Pines' 695 / 9,671 split label pixels that the scene's label file leaves unlabelled. Returns the
+    scene's labels overridden by the maps' classes, and per set (``train``, ``test``) the pixels the
+    map labels (``pixels``), those unlabelled in ``labels`` (``unlabelled_in_scene``) and those of
+    another class there (``other_class_in_scene``)."""
+    labels = _check_labels(labels)
+    truth = labels.copy()
+    counts = {}
+    for side, ids in (("train", _check_labels(train_labels)), ("test", _check_labels(test_labels))):
+        if ids.shape != labels.shape:
+            raise UserError(f"the {side} label map is {ids.shape[0]}x{ids.shape[1]} but the scene's labels are "
+                            f"{labels.shape[0]}x{labels.shape[1]}; give maps of the scene's size")
+        marked = ids >= 0
+        truth[marked] = ids[marked]
+        counts[side] = {"pixels": int(marked.sum()), "unlabelled_in_scene": int((marked & (labels < 0)).sum()),
+                        "other_class_in_scene": int((marked & (labels >= 0) & (labels != ids)).sum())}
+    return truth, counts
+
+
+def choose_validation(train: np.ndarray, test: np.ndarray, labels: np.ndarray, seed: int, fraction: float = 0.0,
+                      per_class: Optional[int] = None, source: str = "train",
+                      class_names: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The validation pixels of a split: ``(train, validation, test)``.
+
+    ``source`` says where they come from:
+
+    * ``train``: carved out of the training pixels (:func:`validation_split`, ``fraction`` of each
+      class); with ``per_class`` M instead, M pixels of each class are drawn from the labelled
+      pixels outside training and leave the test set (N training plus M validation per class, the
+      protocol of e.g. MambaHSI; :func:`deephyperx.protocols.validation_source` calls it ``outside_train``).
+    * ``test``: drawn from the test pixels, which keep them (``per_class`` of each class, or
+      ``fraction`` of each class's test pixels): model selection then sees test pixels, the leak
+      of papers that early-stop on the test set (A2S2K-ResNet, DBDA). Training keeps all its pixels.
+    """
+    labels = _check_labels(labels)
+    if source not in ("train", "test"):
+        raise UserError(f"validation source {source!r} is unknown; choose train or test")
+    if per_class is not None and (int(per_class) != per_class or per_class < 1):
+        raise UserError(f"validation pixels per class {per_class!r} must be a whole number of at least 1")
+    rng = np.random.default_rng([seed, 1])  # apart from the split's own draw
+    if source == "train" and per_class is None:
+        train, validation = validation_split(train, labels, fraction, seed)
+        return train, validation, test
+    pool = np.where(test, labels, -1)
+    _, counts = _class_counts(pool, allow_empty=True)
+    if source == "test":
+        n_val = np.minimum(counts, per_class) if per_class is not None else \
+            np.where(counts > 0, np.clip(_round_half_up(fraction * counts), 1 if fraction > 0 else 0, counts), 0)
+        return train, _pick_per_class(pool, n_val, rng), test
+    short = np.flatnonzero((counts > 0) & (counts <= per_class))
+    if short.size:
+        c = int(short[np.argmin(counts[short])])
+        raise UserError(f"{_Names(class_names)(c)} has only {counts[c]} labelled pixels outside training, too few "
+                        f"for {per_class} validation pixels per class plus a test pixel; give at most "
+                        f"{counts[c] - 1} validation pixels per class or fewer training pixels")
+    validation = _pick_per_class(pool, np.minimum(counts, per_class), rng)
+    return train, validation, test & ~validation
 
 
 def split_summary(labels: np.ndarray, train: np.ndarray, test: np.ndarray,

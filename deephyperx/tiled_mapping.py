@@ -33,6 +33,7 @@ from torch import nn
 from deephyperx import checkpoint as ckpt
 from deephyperx.atomic import atomic_write_text
 from deephyperx.config import model_band_count
+from deephyperx.allocator import return_freed_memory
 from deephyperx.errors import UserError
 from deephyperx.hashing import file_sha256
 from deephyperx.inference import centre_logits, window_centres
@@ -57,27 +58,10 @@ FEATURE_CHUNKS = 16
 DENSE_PASS_FACTOR = 1.6
 #: Margin on the largest phase of a tile for the memory allocator (freed blocks it keeps, fragments).
 ALLOCATOR_MARGIN = 1.25
-#: glibc's mallopt parameter of the size above which blocks are memory-mapped.
-M_MMAP_THRESHOLD = -3
 #: Output formats by suffix.
 FORMATS = {".npy": "npy", ".tif": "tiff", ".tiff": "tiff", ".h5": "hdf5", ".hdf5": "hdf5"}
 #: Marker of a mapping job's manifest.
 MANIFEST_FORMAT = "deephyperx-map-job"
-
-def return_freed_memory() -> None:
-    """Have glibc's malloc give blocks of 1 MiB and more straight back to the system when freed.
-
-    By default glibc raises that threshold to the largest block freed so far (up to 32 MiB): after
-    the first tile, tile-sized arrays come from the heap, whose freed space it keeps and fragments,
-    and a process mapping tile after tile holds about one more tile than it uses. A no-op where the
-    C library is not glibc."""
-    import ctypes
-    import ctypes.util
-
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
-
 
 # ----- the model --------------------------------------------------------------------------------
 
@@ -733,23 +717,24 @@ class MappingJob:
 
     def run(self, results: Iterable[tuple[int, TileResult]], progress: bool = True,
             on_tile: Optional[Callable[[int], None]] = None) -> MappingReport:
-        """Write ``results`` (tile index, result) as they come, with a progress bar of pixels/s and
-        time left; rename the map when every tile is in. ``on_tile(index)`` runs after each tile is
-        recorded. If anything fails, the partial files and manifest stay for a resume."""
-        from tqdm import tqdm
+        """Write ``results`` (tile index, result) as they come, with the progress and time left (a bar on
+        a terminal, a line every so often in a log, see :class:`~deephyperx.progress.Progress`); rename
+        the map when every tile is in. ``on_tile(index)`` runs after each tile is recorded. If anything
+        fails, the partial files and manifest stay for a resume."""
+        from deephyperx.progress import Progress
 
         windows = self.plan.windows
         area = lambda i: (windows[i][1] - windows[i][0]) * (windows[i][3] - windows[i][2])  # noqa: E731
         skipped = len(self.plan) - len(self.pending)
         started, computed, pixels = time.perf_counter(), 0, 0
-        bar = tqdm(total=sum(area(i) for i in self.pending), unit="px", unit_scale=True, disable=not progress,
-                   desc=f"mapping {self.writer.out.name}", dynamic_ncols=True, smoothing=0.05)
+        shown = Progress(sum(area(i) for i in self.pending), f"mapping {self.writer.out.name}", unit="px") \
+            if progress else None
         try:
             for index, result in results:
                 self.writer.write(index, windows[index], result)
                 computed, pixels = computed + 1, pixels + area(index)
-                bar.update(area(index))
-                bar.set_postfix_str(f"tile {computed + skipped}/{len(self.plan)}")
+                if shown is not None:
+                    shown.update(area(index), f"tile {computed + skipped}/{len(self.plan)}")
                 if on_tile is not None:
                     on_tile(index)
             files = self.writer.finish()
@@ -757,7 +742,8 @@ class MappingJob:
             self.writer.abandon()
             raise
         finally:
-            bar.close()
+            if shown is not None:
+                shown.close()
             close = getattr(results, "close", None)
             if close is not None:  # stop a generator of results (e.g. cancel its Dask tasks)
                 close()

@@ -24,6 +24,7 @@ from torch import nn
 from deephyperx import distributed
 from deephyperx.checkpoint import save_checkpoint
 from deephyperx.config import BEST_METRICS
+from deephyperx.precision import precision_context
 from deephyperx.errors import TrainingDiverged, UserError
 from deephyperx.monitor import Monitor
 from deephyperx.sampling import BatchMaker, batches, sample_order
@@ -197,6 +198,9 @@ class Trainer:
         """Train until ``config['epoch']`` epochs are done (or ``stop_after_epoch``, for tests)."""
         cfg, seed = self.config, int(self.config["seed"])
         epochs, batch_size = int(cfg["epoch"]), int(cfg["batch_size"])
+        if self.state.epoch < epochs:  # the plan, for the console's estimate of the time it takes
+            self.monitor.training_started({"epochs": epochs, "start_epoch": self.state.epoch,
+                                           "batches": self.batches_per_epoch(), "batch_size": batch_size})
         while self.state.epoch < epochs:
             epoch = self.state.epoch
             started = time.perf_counter()
@@ -208,7 +212,8 @@ class Trainer:
                                           self.rank, self.world):
                 if unlabelled is not None:
                     batch.unlabelled = next(unlabelled).inputs
-                logs = self.step(self.network, batch.to(self.device), self.optimizers, self.ctx)
+                with precision_context(self.config.get("precision") or "fp32", self.device):
+                    logs = self.step(self.network, batch.to(self.device), self.optimizers, self.ctx)
                 self.state.step += 1
                 losses.append(logs["loss"])
                 self.monitor.iteration(self.state.step, logs)
@@ -230,6 +235,13 @@ class Trainer:
         if self.state.epoch >= epochs and self.best_weights is not None:
             self._restore_best()
         return self.state
+
+    def batches_per_epoch(self) -> int:
+        """The batches each rank trains an epoch (see :func:`training_batches`)."""
+        available = len(self.data.train)
+        samples = (self.config.get("epoch_samples") or available) if available else 0
+        per_rank = -(-int(samples) // self.world)
+        return -(-per_rank // int(self.config["batch_size"]))
 
     def _stop_if_diverged(self, record: dict[str, float]) -> None:
         """Raise :class:`TrainingDiverged` when the epoch's training loss or any weight is nan or
@@ -281,7 +293,10 @@ class Trainer:
         rank, so that a scheduler driven by them steps identically everywhere."""
         if self.data.validation is None or not len(self.data.validation):
             return {}
-        scores = self.step.validate(self.model, self.data.validation, self.ctx, batch_size) if self.rank == 0 else None
+        scores = None
+        if self.rank == 0:
+            with precision_context(self.config.get("precision") or "fp32", self.device):
+                scores = self.step.validate(self.model, self.data.validation, self.ctx, batch_size)
         return distributed.broadcast_object(scores)
 
     def _scheduler_step(self, record: dict[str, float]) -> None:

@@ -3,4 +3,4 @@ its distance-transform multitask variant (:mod:`models.segnet`), FuseNet, V-Fuse
 by residual correction (:mod:`models.segnet_fusion`). Importing this module registers them and
 their training steps (:mod:`deephyperx.segmentation_steps`)."""
 from deephyperx import segmentation_steps  # noqa: F401  (registers the steps the models name)
-from models import segnet, segnet_fusion  # noqa: F401  (imported for registration)
+from . import segnet, segnet_fusion  # noqa: F401  (imported for registration)

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from deephyperx.registry import register_model
 from deephyperx.steps import StepContext, classification_loss
-from models.segnet import (Decoder, Encoder, VGG16_BLOCKS, check_options, check_sources, init_weights,
+from .segnet import (Decoder, Encoder, VGG16_BLOCKS, check_options, check_sources, init_weights,
                            learning_rate_groups, load_vgg_encoder, scaled, segnet_protocol, source_labels)
 
 BEYOND_RGB = ("Audebert, Le Saux & Lefèvre, Beyond RGB: very high resolution urban remote sensing with multimodal "

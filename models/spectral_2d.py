@@ -58,7 +58,7 @@ class LuoHSICNN(nn.Module):
     so the model would not be usable. A weight decay of 0.09 also shrinks every weight by 0.9% per
     step, far beyond the 5e-4 customary for CNNs; "decay term" more likely meant a learning-rate
     decay. lr 0.01 without weight decay trains (Salinas-A 5%, seed 0, 30 epochs: OA 99.21; see
-    docs/RESULTS.md for the full schedule); ``--lr 0.1 --weight_decay 0.09`` gives DeepHyperX's.
+    docs/results/classification.md for the full schedule); ``--lr 0.1 --weight_decay 0.09`` gives DeepHyperX's.
 
     Departures: DeepHyperX reshapes Conv1's (90, T) output with ``view`` into a (T, 90) array, which
     interleaves kernels and band positions; we stack the maps whole, as the abstract's "feature maps

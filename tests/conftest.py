@@ -5,7 +5,6 @@ import contextlib
 import gc
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 torch.set_num_threads(1)  # tiny test models run faster on one thread, and the suite never oversubscribes
 
 SHARED_DATA = Path(os.environ.get("DEEPHYPERX_SHARED_DATA", ROOT.parent / "shared" / "data"))

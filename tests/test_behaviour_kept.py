@@ -7,7 +7,7 @@ The numbers of a training depend on the processor's instruction set (torch's ker
 another order with AVX-512 than with AVX2) and on the thread count: the recording names both, the
 tests run on one thread as the recording was made, and on a processor of another instruction set
 the comparison is skipped, saying so. Record again (only when a change of numbers is intended and
-explained) with ``python tests/test_behaviour_kept.py``.
+explained) with ``PYTHONPATH=. python tests/test_behaviour_kept.py`` from the source tree.
 """
 from __future__ import annotations
 
@@ -129,7 +129,6 @@ def record() -> None:
     """Run every command on one thread and write the recording."""
     import tempfile
 
-    sys.path.insert(0, str(ROOT))
     torch.set_num_threads(1)
     commands = {}
     for name in COMMANDS:

@@ -230,7 +230,7 @@ def test_a_weak_split_is_warned_about_and_recorded(tmp_path):
     result = cli("--model", "nearest", "--sampling_mode", "blocks", "--block_size", "40", "--out", "o", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "is weak" in line]
-    assert warnings == ["warning: the split of Synthetic (seed 0) is weak: training pixels are 28.6% of the "
+    assert warnings == ["warning: [nearest Synthetic seed 0] the split is weak: training pixels are 28.6% of the "
                         "labelled pixels, where training_sample=0.1 asked for 10%"]
     metrics = json.loads(next((tmp_path / "o").glob("*/seed0/metrics.json")).read_text())
     assert metrics["split_warnings"] == [warnings[0].split("is weak: ")[1]]
@@ -282,6 +282,9 @@ def test_an_error_found_during_the_run_leaves_no_partial_folder(tmp_path):
 def test_a_diverging_run_is_one_line_naming_the_learning_rate(tmp_path):
     result = cli("--model", "hu", "--dataset", "Synthetic", "--epoch", "2", "--lr", "1e37", "--out", "o",
                  cwd=tmp_path)
+    plan, *error = result.stderr.splitlines()  # training started (its plan said so), then diverged: one line
+    assert plan == "[hu Synthetic seed 0] hu on Synthetic: 2 epochs x 4 batches of 100 a seed, 1 seed"
+    result.stderr = "\n".join(error) + "\n"
     assert_one_line_error(result, "every seed diverged", "epoch 1 (loss inf)", "lower --lr (now 1e+37)")
     folder = next((tmp_path / "o").glob("Synthetic_hu_*"))
     assert [p.name for p in folder.iterdir()] == ["seed0.diverged.json"]  # the record only: no half-run

@@ -359,8 +359,11 @@ def test_checkpoints_are_never_loaded_under_a_torch_older_than_2_6(version, safe
 
 def test_the_installed_torch_and_the_requirements_floor_are_safe():
     ckpt.require_safe_torch()
-    floor = re.search(r"^torch>=([\d.]+)\s*$", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
-    assert floor is not None and ckpt.torch_version_is_safe(floor.group(1))
+    import tomllib
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    floor = [re.fullmatch(r"torch>=([\d.]+)", d) for d in dependencies if d.startswith("torch")]
+    assert len(floor) == 1 and floor[0] is not None and ckpt.torch_version_is_safe(floor[0].group(1))
 
 
 def test_a_neural_checkpoint_that_runs_code_is_refused(tmp_path, marker):

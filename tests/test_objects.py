@@ -15,8 +15,10 @@ from deephyperx.objects import (
 )
 from deephyperx.scene import IGNORE
 
+from conftest import SHARED_DATA
+
 CAR, ROAD = 4, 0
-AERIAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "aerial"
+AERIAL = SHARED_DATA / "aerial"
 
 
 def drawn_map() -> np.ndarray:
@@ -174,7 +176,7 @@ def test_geotiff_transform_from_tags(tmp_path: Path) -> None:
 def test_geotiff_transform_of_the_real_spacenet_tile() -> None:
     path = AERIAL / "spacenet4_atlanta_solaris" / "sample_geotiff.tif"
     if not path.is_file():
-        pytest.skip(f"real aerial samples not found under {AERIAL}")
+        pytest.skip(f"real aerial samples not found under {AERIAL} (set DEEPHYPERX_SHARED_DATA)")
     assert geotiff_transform(path) == ((0.5, 0.0, 733601.0, 0.0, -0.5, 3725139.0), "EPSG:32616")
 
 
@@ -300,7 +302,7 @@ def test_vehicles_of_the_real_vaihingen_crop() -> None:
     """The eroded ISPRS ground truth keeps touching cars apart: each is one object of car size."""
     path = AERIAL / "isprs_vaihingen_mmseg" / "ann_dir" / "area1_0_0_512_512.png"
     if not path.is_file():
-        pytest.skip(f"real aerial samples not found under {AERIAL}")
+        pytest.skip(f"real aerial samples not found under {AERIAL} (set DEEPHYPERX_SHARED_DATA)")
     labels = read_label_map(path, offset=1)
     cars = objects_from_labels(labels, CAR, min_pixels=50)
     assert 10 <= len(cars) <= 60
@@ -314,7 +316,7 @@ def test_building_boxes_of_the_real_spacenet_mask_land_on_its_footprints(tmp_pat
     in map coordinates through the GeoTIFF's transform, must be those 43 footprints."""
     folder = AERIAL / "spacenet4_atlanta_solaris"
     if not (folder / "sample_fp_mask_from_geojson.tif").is_file():
-        pytest.skip(f"real aerial samples not found under {AERIAL}")
+        pytest.skip(f"real aerial samples not found under {AERIAL} (set DEEPHYPERX_SHARED_DATA)")
     mask = read_label_map(folder / "sample_fp_mask_from_geojson.tif")
     transform, crs = geotiff_transform(folder / "sample_geotiff.tif")
     buildings = extract_objects(mask, 255, min_pixels=20)

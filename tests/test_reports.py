@@ -26,7 +26,8 @@ from deephyperx.reports import (
 )
 from deephyperx.scene import default_palette
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED_DATA
+
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 HAND_CM = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 4]])
 NAMES3 = ["Corn", "Wheat", "Woods"]
@@ -194,9 +195,9 @@ def test_failure_while_drawing_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_real_indian_pines_ground_truth_map(tmp_path):
-    gt_file = DATA / "IndianPines" / "Indian_pines_gt.mat"
+    gt_file = SHARED_DATA / "IndianPines" / "Indian_pines_gt.mat"
     if not gt_file.exists():
-        pytest.skip(f"real data absent: {gt_file} (see shared/data/README.md)")
+        pytest.skip(f"real data absent: {gt_file} (set DEEPHYPERX_SHARED_DATA; see shared/data/README.md)")
     from scipy.io import loadmat
 
     labels = loadmat(gt_file)["indian_pines_gt"].astype(np.int64) - 1  # 0 background -> -1
