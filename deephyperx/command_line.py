@@ -74,16 +74,16 @@ def run_with_exit_status(command: Callable[[list[str]], int], argv: Optional[Seq
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:
+    except BrokenPipeError:  # the reader of our output went away (`main.py list | head`): stop quietly
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as error:  # after BrokenPipeError, which is an OSError too
         if error.errno not in NO_SPACE:
             raise
         where = Path(error.filename).parent if error.filename else Path.cwd()
         print(f"error: {DiskFullError(where)}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # the reader of our output went away (`main.py list | head`): stop quietly
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130

@@ -306,3 +306,19 @@ def test_real_data_tests_follow_the_shared_data_variable(tmp_path):
                                 "tests/test_reports.py", "-k", "real"],
                                cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
         assert again.returncode == 0 and "passed" in again.stdout and "skipped" not in again.stdout, again.stdout
+
+
+def test_a_listing_whose_reader_went_away_stops_without_a_traceback():
+    """`deephyperx list | head -1`: the reader closes the pipe before the listing is written."""
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: every write the command makes meets a broken pipe
+    try:
+        done = subprocess.run([sys.executable, str(ROOT / "main.py"), "list"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+    assert done.returncode in (0, 141)
