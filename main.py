@@ -32,9 +32,9 @@ from deephyperx.errors import UserError
 from deephyperx.metrics import format_stat
 from deephyperx.plugins import Plugins
 from deephyperx.command_line import OneLineParser, monitor_factory, redact_secrets
+from deephyperx.runner import check_patch_fits, run_experiment
 from deephyperx.registry import chosen_model, get_spec, list_models, require_family
 from deephyperx.settings import add_flags, defaults, given
-from deephyperx.runner import run_experiment
 from deephyperx.scene import Scene
 
 DEFAULT_FOLDER = os.environ.get("DEEPHYPERX_DATA", "Datasets")
@@ -262,11 +262,7 @@ def run(argv: Sequence[str]) -> int:
     check_writable_folder(config["out"])
     scene, notice = load_scene(args, file_config)
     config["dataset"] = scene.name
-    if config["patch_size"] > min(scene.shape):
-        raise UserError(f"--patch_size {config['patch_size']} is larger than scene {scene.name} "
-                        f"({scene.shape[0]}x{scene.shape[1]}); choose at most {min(scene.shape)}")
-    if spec.family == "sklearn" and config["patch_size"] != 1:
-        raise UserError(f"model {spec.name} classifies single spectra; drop --patch_size or use a neural model")
+    check_patch_fits(config, spec.family, scene)
     if notice and distributed.is_main():
         print(notice, file=sys.stderr)
     monitors = monitor_factory(args)

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from deephyperx.atomic import atomic_write_text
+
 #: Phase of a sample: the innermost of these functions on the main thread's stack.
 PHASES = {
     "load": ("load_scene", "resolve_scene", "load_custom_scene", "from_files", "from_arrays"),
@@ -98,11 +100,8 @@ def main(argv: Optional[list[str]] = None) -> int:
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
               "phases": summarise(sampler.samples, args.interval), "interval_s": args.interval,
               "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None}
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    temporary.replace(out)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return status
 

@@ -39,6 +39,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from deephyperx.atomic import atomic_write_text
 from deephyperx.api import create_model
 from deephyperx.config import model_band_count
 from deephyperx.precision import PRECISIONS, describe_support, precision_context
@@ -172,11 +173,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "rows": []}
     for name in names:
         result["rows"].extend(profile_model(name, args, matmul))
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    temporary.replace(out)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -198,13 +198,9 @@ def train(model: str, scene: Union[Scene, str], *, training_sample: Optional[flo
         given["training_sample"] = int(given["training_sample"])
     config = resolve_config(spec, {k: v for k, v in given.items() if v is not None})
     config["dataset"] = scene.name
-    if config["patch_size"] > min(scene.shape):
-        raise UserError(f"patch_size {config['patch_size']} is larger than scene {scene.name} "
-                        f"({scene.shape[0]}x{scene.shape[1]}); choose at most {min(scene.shape)}")
-    if spec.family == "sklearn" and config["patch_size"] != 1:
-        raise UserError(f"model {spec.name} classifies single spectra; drop patch_size or use a neural model")
-    from deephyperx.runner import run_experiment
+    from deephyperx.runner import check_patch_fits, run_experiment
 
+    check_patch_fits(config, spec.family, scene)
     summary = run_experiment(scene, config, command=None)
     if summary is None:
         raise UserError(f"{spec.name} on {scene.name}: no seed finished")

@@ -143,6 +143,15 @@ def make_split(scene: Scene, config: dict[str, Any], seed: int) -> Split:
 
 # ----- one run -----------------------------------------------------------------------------------
 
+def check_patch_fits(config: dict[str, Any], family: str, scene: Scene) -> None:
+    """Refuse a patch larger than the scene, and a patch around the spectra of a scikit-learn model."""
+    if config["patch_size"] > min(scene.shape):
+        raise UserError(f"--patch_size {config['patch_size']} is larger than scene {scene.name} "
+                        f"({scene.shape[0]}x{scene.shape[1]}); choose at most {min(scene.shape)}")
+    if family == "sklearn" and config["patch_size"] != 1:
+        raise UserError(f"model {config['model']} classifies single spectra; drop --patch_size or use a neural model")
+
+
 def run_folder_names(config: dict[str, Any], scene: Scene) -> Path:
     """``<out>/<scene>_<model>_<mode><sample>_<hash>``: one folder per distinct experiment."""
     mode = "file" if config.get("train_set") else config["sampling_mode"]
