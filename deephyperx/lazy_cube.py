@@ -26,11 +26,12 @@ an array of Python objects, which is never unpickled) raises a one-line
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -253,6 +254,18 @@ def _tiff_layout(path: Path) -> tuple[tuple[int, ...], str]:
 
 # ----- the cube -------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def damaged_file_as_one_line(what: str, advice: str) -> Iterator[None]:
+    """A library's failure on a damaged file becomes one :class:`UserError` line: ``what (detail); advice``."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise UserError(f"{what} ({detail}); {advice}") from None
+
+
 class LazyCube:
     """A (H, W, B) cube on disk; subclasses read one window of it in the file's own layout."""
 
@@ -291,27 +304,17 @@ class LazyCube:
         if not (0 <= r0 < r1 <= height and 0 <= c0 < c1 <= width):
             raise UserError(f"{self.path}: window rows {r0}:{r1}, cols {c0}:{c1} lies outside the "
                             f"{height}x{width} cube")
-        try:
+        with damaged_file_as_one_line(f"{self.path}: cannot read window rows {r0}:{r1}, cols {c0}:{c1}",
+                                      "the file may be truncated or corrupt: export or copy it again"):
             block = self._read(r0, r1, c0, c1)
-        except UserError:
-            raise
-        except Exception as exc:  # a library failure on a damaged file becomes one actionable line
-            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
-            raise UserError(f"{self.path}: cannot read window rows {r0}:{r1}, cols {c0}:{c1} ({detail}); "
-                            "the file may be truncated or corrupt: export or copy it again") from None
         return np.asarray(block, dtype=np.float32).reshape(r1 - r0, c1 - c0, self.shape[2])
 
     def as_array(self) -> np.ndarray:
         """The whole raster in the file's data type, (H, W) for a plane and (H, W, B) otherwise;
         memory-mapped where the format allows (subclasses), read into memory otherwise."""
-        try:
+        with damaged_file_as_one_line(f"{self.path}: cannot read this file",
+                                      "it may be truncated or corrupt: download or export it again"):
             data = self._whole()
-        except UserError:
-            raise
-        except Exception as exc:  # a library failure on a damaged file becomes one actionable line
-            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
-            raise UserError(f"{self.path}: cannot read this file ({detail}); it may be truncated or corrupt: "
-                            "download or export it again") from None
         return data[:, :, 0] if self.ndim == 2 and data.ndim == 3 else data
 
     def _whole(self) -> np.ndarray:

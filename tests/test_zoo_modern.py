@@ -7,13 +7,10 @@ import torch
 
 import models.modern  # noqa: F401  (registers SSRN and HybridSN)
 from deephyperx import checkpoint as ckpt
-from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
-from deephyperx.experiment import Experiment
 from deephyperx.registry import create_model, get_spec
-from deephyperx.runner import ClassifyTask
 from deephyperx.synthetic import make_synthetic_scene
-from zoo_support import build, n_parameters
+from zoo_support import build, fit, n_parameters, training_accuracy
 
 #: For each model: the paper's patch size, another valid one, and one too small.
 PATCHES = {"SSRN": (7, 5, 2), "HybridSN": (25, 11, 8)}
@@ -64,20 +61,6 @@ def test_registered_defaults_are_the_papers_protocols():
     assert hybrid["reduction"] == {"name": "pca", "components": 30, "whiten": True}  # the notebook's PCA(whiten=True)
     assert hybrid["val_fraction"] == 0.0  # every training pixel trains, as in the notebook
     assert ssrn.get("val_fraction") is None  # a run setting only where the paper fixes it
-
-
-def training_accuracy(folder, scene) -> float:
-    """Accuracy of the saved map on the run's own training pixels."""
-    train = np.load(folder / "split.npz")["train"]
-    prediction = np.load(folder / "prediction.npy")
-    return float((prediction[train] == scene.labels[train]).mean())
-
-
-def fit(name, scene, tmp_path, **overrides):
-    base = {"dataset": scene.name, "out": str(tmp_path), "training_sample": 0.3, "val_fraction": 0.1}
-    config = resolve_config(get_spec(name), {**base, **overrides})
-    Experiment(ClassifyTask(scene, config)).run_seed(0, tmp_path / name)
-    return tmp_path / name
 
 
 def test_ssrn_fits_a_small_synthetic_scene(tmp_path):

@@ -8,15 +8,12 @@ import torch
 
 import models.transformers  # noqa: F401  (registers SpectralFormer, SpectralFormer_pixel and GAHT)
 from deephyperx import checkpoint as ckpt
-from deephyperx.config import resolve_config
 from deephyperx.errors import UserError
-from deephyperx.experiment import Experiment
 from deephyperx.registry import get_spec
-from deephyperx.runner import ClassifyTask
 from deephyperx.synthetic import make_synthetic_scene
 from deephyperx.training import build_scheduler
 from models.transformers import group_wise_spectral_embedding
-from zoo_support import build, n_parameters
+from zoo_support import build, fit, n_parameters, training_accuracy
 
 #: For each model: the paper's patch size and another valid one (None: the model takes single spectra only).
 PATCHES = {"SpectralFormer": (7, 5), "SpectralFormer_pixel": (1, None), "GAHT": (7, 9)}
@@ -126,19 +123,6 @@ def test_the_multistep_schedule_decays_the_rate_as_the_authors_steplr():
         theirs.step()
         reference.append(theirs_optimizer.param_groups[0]["lr"])
     assert np.allclose(ours, reference, rtol=1e-12)
-
-
-def training_accuracy(folder, scene) -> float:
-    train = np.load(folder / "split.npz")["train"]
-    prediction = np.load(folder / "prediction.npy")
-    return float((prediction[train] == scene.labels[train]).mean())
-
-
-def fit(name, scene, tmp_path, **overrides):
-    base = {"dataset": scene.name, "out": str(tmp_path), "training_sample": 0.3, "val_fraction": 0.1}
-    config = resolve_config(get_spec(name), {**base, **overrides})
-    Experiment(ClassifyTask(scene, config)).run_seed(0, tmp_path / name)
-    return tmp_path / name
 
 
 @pytest.mark.parametrize("name, overrides", [
