@@ -15,6 +15,7 @@ registered patch), with ``--threads`` intra-op threads:
   operators (the kernels, dispatch included) over the wall time, ``overhead_fraction`` the rest
   (Python, autograd bookkeeping, allocation between operators);
 - inference: patches per second of forward passes without gradients (batches of 1024);
+- ``step_tensor_peak_mb``: the most tensor memory a training step holds at once (its working set);
 - ``--precision bf16``: the same under bfloat16 autocast, to see whether it pays on this processor.
 
 hamida is also timed in its plain ``Conv3d`` formulation (``formulation: conv3d``), which it trained
@@ -44,6 +45,7 @@ from deephyperx.api import create_model
 from deephyperx.config import model_band_count
 from deephyperx.precision import PRECISIONS, describe_support, precision_context
 from deephyperx.registry import get_spec, list_models
+from deephyperx.tensor_peak import TensorPeak
 from deephyperx.models.spectral_unfold import conv3d_as_matmul, flatten_like_conv3d, volume_of_patches
 
 #: The Conv3d layers of the models timed in another formulation too, in forward order, and that formulation.
@@ -108,6 +110,8 @@ def measure(name: str, formulation: str, model: nn.Module, forward: Callable[[to
     with FlopCounterMode(display=False) as counter:
         training_step(model, forward, optimiser, x, y)
     flops = counter.get_total_flops()
+    with TensorPeak() as tensors:
+        training_step(model, forward, optimiser, x, y)
     seconds = [_timed(lambda: training_step(model, forward, optimiser, x, y)) for _ in range(steps)]
     step_seconds = sorted(seconds)[len(seconds) // 2]  # the median step
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
@@ -129,6 +133,7 @@ def measure(name: str, formulation: str, model: nn.Module, forward: Callable[[to
             "gflop_per_step": round(flops / 1e9, 3), "achieved_gflops": round(achieved, 2),
             "fraction_of_matmul": round(achieved / matmul, 4), "operator_fraction": round(operator_fraction, 3),
             "overhead_fraction": round(1 - operator_fraction, 3),
+            "step_tensor_peak_mb": round(tensors.peak / 2**20, 1),
             "inference_patches_per_s": round(len(probe) / inference, 1)}
 
 

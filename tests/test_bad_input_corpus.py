@@ -180,6 +180,8 @@ ROWS: list[tuple[str, list[str], tuple[str, ...]]] = [
     ("unknown normalisation", [*HU, "--normalization", "bogus"], ("bogus",)),
     ("whitening without PCA", [*HU, "--pca_whiten"], ("--pca",)),
     ("PCA of 0 components", [*HU, "--pca", "0"], ("0",)),
+    ("PCA of more components than bands", ["--model", "SSFTT", *HU[2:], "--pca", "5000"], ("5000", "64")),
+    ("patch too small for the model", ["--model", "SSFTT", *HU[2:], "--patch_size", "3"], ("SSFTT", "3x3")),
     ("spectral model given patches", [*SVM, "--patch_size", "5"], ("SVM",)),
     ("unknown flag", [*HU, "--learning_rate", "0.1"], ("--learning_rate",)),
     # --- split files

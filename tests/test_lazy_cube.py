@@ -233,3 +233,19 @@ def test_windows_outside_the_cube_are_refused(tmp_path, cube):
     path, _ = write_cube(tmp_path, cube, "npy")
     with pytest.raises(UserError, match="lies outside"):
         open_lazy_cube(path).read((30, 40, 0, 5))
+
+
+@pytest.mark.parametrize("userblock", [0, 512, 1024, 4096])
+def test_the_hdf5_signature_check_agrees_with_h5py(tmp_path, cube: np.ndarray, userblock: int):
+    from deephyperx.lazy_cube import is_hdf5_file
+
+    hdf5 = tmp_path / "a.mat"
+    with h5py.File(hdf5, "w", userblock_size=userblock) as handle:
+        handle.create_dataset("X", data=cube.T)
+    mat5, short, empty = tmp_path / "b.mat", tmp_path / "c.mat", tmp_path / "d.mat"
+    scipy.io.savemat(mat5, {"X": cube})
+    short.write_bytes(b"\x89HDF")
+    empty.write_bytes(b"")
+    for path in (hdf5, mat5, short, empty):
+        assert is_hdf5_file(path) == h5py.is_hdf5(str(path)), path.name
+    assert is_hdf5_file(hdf5) and not is_hdf5_file(mat5)

@@ -43,3 +43,16 @@ def test_support_is_read_from_the_processor_flags(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
     assert not precision.native_bf16_on_cpu()
     assert precision.describe_support()["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_the_precision_benchmark_trains_both_precisions_over_seeds(tmp_path):
+    from benchmarks.precision_accuracy import main as precision_accuracy
+
+    out = tmp_path / "precision.json"
+    assert precision_accuracy(["--models", "hu:1", "--seeds", "2", "--dataset", "Synthetic", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [(row["model"], row["precision"]) for row in result["rows"]] == [("hu", "fp32"), ("hu", "bf16")]
+    for row in result["rows"]:
+        assert row["seeds"] == 2 and len(row["oa_per_seed"]) == 2 and row["oa_std"] >= 0
+        assert 0 < row["oa_mean"] <= 100 and len(row["train_seconds_per_seed"]) == 2
+    assert "native_bf16" in result and result["cpu_capability"]
