@@ -105,7 +105,8 @@ def predict_dense(model: nn.Module, sampler: PatchSampler, n_classes: int, batch
     offsets = torch.arange(p)
     for start in range(0, len(centres_r), batch_size):
         r, c = centres_r[start:start + batch_size], centres_c[start:start + batch_size]
-        probs = F.softmax(logits_of(model(*[x.to(device) for x in sampler.patches(r, c)])), dim=1).cpu()
+        logits = logits_of(model(*[x.to(device) for x in sampler.patches(r, c)]))
+        probs = F.softmax(logits.float(), dim=1).cpu()  # float32 sums, also under bfloat16 autocast
         rr = (r.view(-1, 1, 1) + offsets.view(1, p, 1)).expand(-1, p, p)
         cc = (c.view(-1, 1, 1) + offsets.view(1, 1, p)).expand(-1, p, p)
         for k in range(n_classes):

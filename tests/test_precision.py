@@ -24,6 +24,18 @@ def test_bf16_trains_and_maps_in_its_own_experiment(tmp_path, capsys):
         assert 0.0 <= oa <= 1.0
 
 
+@pytest.mark.parametrize("model, options", [("hu", []), ("hamida", []), ("lee", ["--test_stride", "5"]),
+                                            ("SSFTT", ["--patch_size", "5", "--pca", "8"])])
+def test_bf16_maps_through_every_inference_path(tmp_path, model, options):
+    """Centre-pixel patches (hu), a dense pass over tiles (hamida), a label per patch pixel summed over
+    overlapping windows (lee) and a transformer (SSFTT) all map the scene under bfloat16 autocast."""
+    args = ["--model", model, "--dataset", "Synthetic", "--epoch", "1", "--precision", "bf16", "--out", str(tmp_path),
+            *options]
+    assert main.main(args) == 0
+    prediction = next(tmp_path.rglob("prediction.npy"))
+    assert prediction.stat().st_size > 0
+
+
 def test_autocast_runs_in_bfloat16():
     layer = torch.nn.Linear(8, 4)
     with precision.precision_context("bf16", torch.device("cpu")):

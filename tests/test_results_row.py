@@ -55,3 +55,25 @@ def test_mixed_runs_are_refused(tmp_path: Path, capsys, second, message):
     assert results_row([str(tmp_path / "a"), str(tmp_path / "b"), "--group", "g", "--command", "c"]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_split_overlap_counts_test_pixels_inside_training_patches(tmp_path: Path, capsys):
+    import numpy as np
+
+    from benchmarks.split_overlap import main as split_overlap
+
+    train, test = np.zeros((9, 9), np.uint8), np.zeros((9, 9), np.uint8)
+    train[4, 4] = 1
+    test[4, 5] = test[4, 7] = test[0, 0] = 2  # at distances 1, 3 and 4 from the training pixel
+    np.save(tmp_path / "tr.npy", train)
+    np.save(tmp_path / "te.npy", test)
+    assert split_overlap(["--train", str(tmp_path / "tr.npy"), "--test", str(tmp_path / "te.npy"), "--patch",
+                          "1", "3", "7", "9", "--json", str(tmp_path / "o.json")]) == 0
+    result = json.loads((tmp_path / "o.json").read_text())
+    assert result["train_px"] == 1 and result["test_px"] == 3 and result["both"] == 0
+    assert result["test_share_inside_a_training_patch"] == {"1": 0.0, "3": round(1 / 3, 4), "7": round(2 / 3, 4),
+                                                            "9": 1.0}
+    np.save(tmp_path / "small.npy", np.zeros((5, 9), np.uint8))
+    with pytest.raises(SystemExit) as stop:
+        split_overlap(["--train", str(tmp_path / "small.npy"), "--test", str(tmp_path / "te.npy")])
+    assert stop.value.code == 2 and "5x9" in capsys.readouterr().err
