@@ -5,9 +5,11 @@ their seeds, the split's sizes, the times and the run's protocol, with the comma
         outputs/zoo_fixed/IndianPines_SSFTT_fixed_*          # prints the row
     python benchmarks/results_row.py ... --append            # adds it to classification.csv (atomically)
 
-``train px`` counts the validation hold-out too, as the results pages do. Every ``seedN/metrics.json`` under the given experiment folders counts once per seed (a seed found twice is
-refused); they must share model, scene, epochs and protocol. Run ``python benchmarks/results_pages.py``
-afterwards to regenerate the pages.
+``train px`` counts the validation hold-out too, as the results pages do (not when it is drawn from the
+test pixels, which stay scored). Every ``seedN/metrics.json`` under the given experiment folders counts
+once per seed (a seed found twice is refused); they must share model, scene, protocol and epochs (under
+``--early_stopping`` each seed ends at its own epoch: the row gives their mean, and its note each seed's
+epochs and kept epoch). Run ``python benchmarks/results_pages.py`` afterwards to regenerate the pages.
 """
 from __future__ import annotations
 
@@ -39,13 +41,13 @@ def seed_metrics(folders: list[Path]) -> list[dict[str, Any]]:
     if not found:
         raise UserError(f"no seed*/metrics.json under {', '.join(map(str, folders))}; give finished run folders")
     runs = [found[seed] for seed in sorted(found)]
-    for key in ("model", "scene", "epochs"):
-        values = {str(run.get(key, "")) for run in runs}
-        if len(values) > 1:
-            raise UserError(f"the runs differ in {key} ({', '.join(sorted(values))}); a row averages one setting")
     labels = {run["protocol"]["label"] for run in runs}
     if len(labels) > 1:
         raise UserError(f"the runs differ in protocol ({'; '.join(sorted(labels))}); a row averages one protocol")
+    for key in ("model", "scene") if early_stopped(runs) else ("model", "scene", "epochs"):
+        values = {str(run.get(key, "")) for run in runs}
+        if len(values) > 1:
+            raise UserError(f"the runs differ in {key} ({', '.join(sorted(values))}); a row averages one setting")
     return runs
 
 
@@ -60,23 +62,51 @@ def spread(values: list[float]) -> tuple[str, str]:
     return mean, (f"{statistics.stdev(values):.2f}" if len(values) > 1 else "")
 
 
+def validation_is_test(protocol: dict[str, Any]) -> bool:
+    """Whether the validation pixels are test pixels (``--validation_from test``): they stay scored, so they
+    do not count as training pixels."""
+    return protocol.get("validation", {}).get("from") == "test"
+
+
+def early_stopped(runs: list[dict[str, Any]]) -> bool:
+    """Whether the runs trained under ``--early_stopping`` (each seed then ends at its own epoch)."""
+    return "early_stopping" in runs[0]["protocol"]
+
+
+def epochs_text(runs: list[dict[str, Any]]) -> str:
+    """The epochs trained: the schedule's, or under early stopping their mean over seeds (rounded)."""
+    if early_stopped(runs):
+        return str(round(statistics.fmean(int(run["epochs"]) for run in runs)))
+    return str(runs[0].get("epochs", ""))
+
+
+def stopping_note(runs: list[dict[str, Any]]) -> str:
+    """Under early stopping, the epochs each seed trained and the epoch whose weights it kept."""
+    if not early_stopped(runs):
+        return ""
+    return "; " + "; ".join(f"seed {run['seed']}: {run['epochs']} epochs"
+                            f"{'' if run.get('stopped_early') else ' (the whole schedule)'}, "
+                            f"weights of epoch {run.get('best_epoch', run['epochs'])}" for run in runs)
+
+
 def make_row(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, str]:
     first = runs[0]
     protocol = first["protocol"]
     row = {"group": args.group, "model": first["model"], "variant": args.variant, "scene": first["scene"],
            "protocol": args.protocol or protocol["split"], "training_sample": args.training_sample,
-           "epochs": str(first.get("epochs", "")), "seeds": seeds_text([run["seed"] for run in runs])}
+           "epochs": epochs_text(runs), "seeds": seeds_text([run["seed"] for run in runs])}
     for key, name in (("overall_accuracy", "oa"), ("average_accuracy", "aa"), ("kappa", "kappa")):
         row[f"{name}_mean"], row[f"{name}_std"] = spread([100 * run[key] for run in runs])
     oas = [100 * run["overall_accuracy"] for run in runs]
     row["oa_min"], row["oa_max"] = (f"{min(oas):.2f}", f"{max(oas):.2f}") if len(runs) > 1 else ("", "")
     row.update({"published_oa": args.published_oa, "published_source": args.published_source,
                 "parameters": str(first.get("parameters", "")),
-                "train_px": str(first["n_train"] + first.get("n_validation", 0)),
+                "train_px": str(first["n_train"] + (0 if validation_is_test(protocol) else first.get("n_validation", 0))),
                 "test_px": str(first["n_test"]),
                 "train_time_s": f"{statistics.fmean(run['train_seconds'] for run in runs):.1f}",
                 "inference_time_s": f"{statistics.fmean(run['inference_seconds'] for run in runs):.1f}",
-                "device": args.device, "status": args.status, "note": args.note or protocol["label"],
+                "device": args.device, "status": args.status,
+                "note": (args.note or protocol["label"]) + stopping_note(runs),
                 "command": args.command})
     return row
 

@@ -48,6 +48,11 @@ class ClassifySettings(ModelChoice, SceneChoice, Split, Validation, ModelDefault
     keep_best: Optional[str] = setting(None, group=MODEL, metavar="SCORE",
                                        help="keep the weights of the epoch with the best validation SCORE (val_oa, "
                                             "val_aa, val_kappa or val_loss) instead of the last epoch's")
+    early_stopping: Optional[int] = setting(None, group=MODEL, metavar="EPOCHS",
+                                            help="stop training once the validation loss has not fallen for EPOCHS "
+                                                 "epochs (A2S2K-ResNet and DBDA: 20) and keep the weights of its "
+                                                 "lowest epoch (unless --keep_best names another score); needs "
+                                                 "validation pixels")
     trust_checkpoint: bool = setting(False, group=MODEL, identity=False, action="store_true",
                                      help="load a .skops model that names types deephyperx does not write (they can "
                                           "run code while the file is read): only for a file you trust")
@@ -168,6 +173,13 @@ def validate_config(config: dict[str, Any]) -> None:
     if not 0 <= config["val_fraction"] < 1:
         raise UserError(f"--val_fraction {config['val_fraction']} must be in [0, 1)")
     check_protocol_settings(config)
+    patience = config.get("early_stopping")
+    if patience is not None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise UserError(f"--early_stopping {patience!r} must be a whole number of epochs (at least 1), e.g. 20")
+        if config["val_fraction"] == 0 and config.get("val_per_class") is None:
+            raise UserError(f"--early_stopping {patience} watches the validation loss but this run holds no validation "
+                            "pixels (val_fraction 0): give --val_fraction above 0 (or --val_per_class M)")
     if config.get("keep_best") is not None and config["keep_best"] not in BEST_METRICS:
         raise UserError(f"--keep_best {config['keep_best']!r} is not a validation score; choose one of: "
                         f"{', '.join(BEST_METRICS)}")

@@ -91,7 +91,7 @@ class SeedRun:
             trainer.load_state_dict(self.resume)
             self.monitor.text(f"resuming {self.final.name} from epoch {self.resume['epoch']} ({self.partial})")
         state = trainer.fit(self.stop_after_epoch)
-        return None if state.epoch < int(self.config["epoch"]) else state
+        return None if state.epoch < int(self.config["epoch"]) and not state.stopped_early else state
 
     def keep_model(self, trainer: Trainer) -> None:
         """Checkpoint the model when training wrote no checkpoint (restored, ``--epoch 0``)."""

@@ -13,7 +13,9 @@ The settings (declared in :mod:`deephyperx.shared_settings` and :mod:`deephyperx
 * ``validation_from: test``: validation drawn from the test pixels, which stay scored (a leak:
   early stopping on the test set, as A2S2K-ResNet and DBDA did);
 * ``fit_preprocessing: scene``: normalisation and PCA fitted on every pixel of the scene, test pixels
-  included (a leak many papers made).
+  included (a leak many papers made);
+* ``early_stopping``: training ends once the validation loss has not fallen for that many epochs
+  (with ``validation_from: test``, the stopping point is chosen on test pixels).
 """
 from __future__ import annotations
 
@@ -71,6 +73,8 @@ def protocol_label(config: dict[str, Any]) -> str:
         parts[0] += f" + {per_class} val/class"
     elif fraction != Validation.val_fraction:
         parts.append(f"val {fraction:.0%} of train" if fraction else "no validation")
+    if config.get("early_stopping"):
+        parts.append(f"early stopping {config['early_stopping']}")
     if config.get("fit_preprocessing") == "scene":
         parts.append("preprocessing fitted on the scene (leak)")
     return ", ".join(parts)
@@ -93,6 +97,8 @@ def protocol_record(config: dict[str, Any], maps: Optional[dict] = None) -> dict
         "fit_preprocessing": config.get("fit_preprocessing") or "train",
         "leaks": leaks,
     }
+    if config.get("early_stopping"):
+        record["early_stopping"] = int(config["early_stopping"])
     if config.get("train_set"):
         record["maps"] = {side: {"file": str(config.get(f"{side}_set")), **(maps or {}).get(side, {})}
                           for side in ("train", "test")}

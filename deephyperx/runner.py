@@ -415,6 +415,8 @@ class ClassifyTask(Task):
             info["synthetic"] = parts.synthetic.info
         if state.best_epoch is not None:
             info["best_epoch"] = state.best_epoch
+        if state.stopped_early:
+            info["stopped_early"] = True
         if distributed.world_size() > 1:
             info["world_size"] = distributed.world_size()
         return prediction, info

@@ -53,6 +53,7 @@ class TrainingState:
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
     best_epoch: Optional[int] = None  # 1-based epoch whose weights ``keep_best`` keeps
+    stopped_early: bool = False  # ``early_stopping`` ended training before the last scheduled epoch
 
 
 def is_better(record: dict[str, float], best: Optional[dict[str, float]], metric: str) -> bool:
@@ -155,7 +156,8 @@ class Trainer:
         weights = data.class_weights.to(device) if data.class_weights is not None else None
         self.ctx = StepContext(data.n_classes, weights, config, device)
         self.state = TrainingState()
-        self.keep_best = config.get("keep_best")
+        self.early_stopping = config.get("early_stopping")
+        self.keep_best = config.get("keep_best") or ("val_loss" if self.early_stopping else None)
         if self.keep_best and (data.validation is None or not len(data.validation)):
             raise UserError(f"--keep_best {self.keep_best} selects weights on validation pixels but this run has "
                             "none; give --val_fraction above 0 or drop --keep_best")
@@ -172,6 +174,7 @@ class Trainer:
             "step": self.state.step,
             "history": self.state.history,
             "train_seconds": self.state.train_seconds,
+            "stopped_early": self.state.stopped_early,
             "rng_states": rng_states(),
             "config": self.config,
             "world_size": self.world,
@@ -189,7 +192,7 @@ class Trainer:
             self.scheduler.load_state_dict(data["scheduler_state"])
         best = data.get("best")
         self.state = TrainingState(data["epoch"], data["step"], list(data["history"]), data["train_seconds"],
-                                   best["epoch"] if best else None)
+                                   best["epoch"] if best else None, bool(data.get("stopped_early", False)))
         if best and self.keep_best:
             self.best_record, self.best_weights = best["record"], best["model_state"]
 
@@ -201,7 +204,7 @@ class Trainer:
         if self.state.epoch < epochs:  # the plan, for the console's estimate of the time it takes
             self.monitor.training_started({"epochs": epochs, "start_epoch": self.state.epoch,
                                            "batches": self.batches_per_epoch(), "batch_size": batch_size})
-        while self.state.epoch < epochs:
+        while self.state.epoch < epochs and not self.state.stopped_early:
             epoch = self.state.epoch
             started = time.perf_counter()
             torch.manual_seed(derived_seed(seed, epoch, 1, *distributed.rank_keys()))
@@ -226,15 +229,32 @@ class Trainer:
             self.state.history.append(record)
             self.state.epoch += 1
             self._remember_if_best(record)
+            self.state.stopped_early = self._patience_spent()
             self.monitor.epoch_ended(epoch, record)
             self.step.epoch_ended(self.model, epoch, self.data, self.ctx, self.monitor)
             if self.checkpoint_path is not None and self.rank == 0:
                 save_checkpoint(self.checkpoint_path, self.state_dict())
             if stop_after_epoch is not None and self.state.epoch >= stop_after_epoch:
                 break
-        if self.state.epoch >= epochs and self.best_weights is not None:
+        if (self.state.epoch >= epochs or self.state.stopped_early) and self.best_weights is not None:
             self._restore_best()
         return self.state
+
+    def _patience_spent(self) -> bool:
+        """Whether ``early_stopping`` ends training now: the lowest validation loss so far is that many
+        epochs old (the authors of A2S2K-ResNet and DBDA stop after 20 epochs without a new lowest loss)."""
+        if not self.early_stopping:
+            return False
+        if "val_loss" not in self.state.history[-1]:
+            raise UserError(f"--early_stopping {self.early_stopping} watches the validation loss, which this "
+                            f"model's validation does not give ({', '.join(self.state.history[-1])}); drop it")
+        losses = [record.get("val_loss", math.nan) for record in self.state.history]
+        lowest = min(range(len(losses)), key=lambda i: (math.isnan(losses[i]), losses[i], i))
+        if len(losses) - 1 - lowest < self.early_stopping:
+            return False
+        self.monitor.text(f"early stopping after epoch {len(losses)}: the validation loss has not fallen below "
+                          f"epoch {lowest + 1}'s ({losses[lowest]:.4f}) for {self.early_stopping} epochs")
+        return True
 
     def batches_per_epoch(self) -> int:
         """The batches each rank trains an epoch (see :func:`training_batches`)."""

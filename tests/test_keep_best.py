@@ -1,5 +1,7 @@
 """``keep_best``: a run keeps the weights of its best validation epoch (as the SSRN authors' code
-does) instead of the last epoch's, through resume, into model.pt and the metrics."""
+does) instead of the last epoch's, through resume, into model.pt and the metrics; ``early_stopping``
+ends training once the lowest validation loss is that many epochs old (as A2S2K-ResNet's and DBDA's
+authors do) and keeps that epoch's weights."""
 from __future__ import annotations
 
 import math
@@ -135,3 +137,65 @@ def test_an_unknown_score_is_one_line_and_status_2(tmp_path):
         assert done.returncode == 2
         assert done.stderr.strip().count("\n") == 0 and "--keep_best 'val_acc'" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def stale_epochs(history: list[dict], upto: int) -> int:
+    """Epochs since the lowest validation loss among the first ``upto`` epochs."""
+    losses = [r["val_loss"] for r in history[:upto]]
+    return upto - 1 - losses.index(min(losses))
+
+
+def test_early_stopping_ends_when_the_lowest_validation_loss_is_old(noisy_scene, tmp_path):
+    config = config_for(noisy_scene, tmp_path, early_stopping=2, epoch=60)
+    stopped = trainer_for(noisy_scene, config)
+    stopped.fit()
+    history = stopped.state.history
+    assert stopped.state.stopped_early and len(history) < 60, "the swinging schedule should stall within 60 epochs"
+    assert stale_epochs(history, len(history)) == 2
+    assert all(stale_epochs(history, k) < 2 for k in range(1, len(history))), "it stopped at the first chance"
+    lowest = min(range(len(history)), key=lambda i: history[i]["val_loss"])
+    assert stopped.state.best_epoch == lowest + 1  # the weights of the lowest validation loss are kept
+    plain = trainer_for(noisy_scene, {**config, "early_stopping": None, "epoch": lowest + 1})
+    plain.fit()
+    assert plain.state.history == history[:lowest + 1]
+    for name, value in plain.model.state_dict().items():
+        assert torch.equal(value, stopped.model.state_dict()[name]), name
+
+
+def test_an_early_stopped_run_resumes_to_the_same_end(noisy_scene, tmp_path):
+    config = config_for(noisy_scene, tmp_path, early_stopping=2, epoch=60)
+    whole = trainer_for(noisy_scene, config)
+    whole.fit()
+    first = trainer_for(noisy_scene, config, checkpoint_path=tmp_path / "c.pt")
+    first.fit(stop_after_epoch=len(whole.state.history) - 1)
+    assert not first.state.stopped_early
+    second = trainer_for(noisy_scene, config, checkpoint_path=tmp_path / "c.pt")
+    second.load_state_dict(ckpt.load_checkpoint(tmp_path / "c.pt"))
+    second.fit()
+    assert second.state.history == whole.state.history and second.state.stopped_early
+    for a, b in zip(whole.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    finished = trainer_for(noisy_scene, config, checkpoint_path=tmp_path / "c.pt")  # stopped: nothing more to train
+    finished.load_state_dict(ckpt.load_checkpoint(tmp_path / "c.pt"))
+    finished.fit()
+    assert finished.state.history == whole.state.history
+
+
+def test_an_early_stopped_run_reports_its_epochs(noisy_scene, tmp_path):
+    config = config_for(noisy_scene, tmp_path, early_stopping=2, epoch=60)
+    result = Experiment(ClassifyTask(noisy_scene, config)).run_seed(0, tmp_path / "run")
+    assert result["stopped_early"] is True and result["epochs"] < 60
+    assert 1 <= result["best_epoch"] == result["epochs"] - 2
+    saved = ckpt.load_checkpoint(tmp_path / "run" / "model.pt")
+    assert saved["stopped_early"] and saved["best"]["epoch"] == result["best_epoch"]
+    for name, value in saved["best"]["model_state"].items():
+        assert torch.equal(value, saved["model_state"][name]), name
+
+
+def test_early_stopping_needs_whole_epochs_and_validation_pixels(noisy_scene, tmp_path):
+    for value in (0, -3, 2.5, True):
+        with pytest.raises(UserError, match="--early_stopping .* must be a whole number"):
+            config_for(noisy_scene, tmp_path, early_stopping=value)
+    with pytest.raises(UserError, match="--early_stopping 20 watches the validation loss but this run holds no "
+                                        "validation pixels"):
+        config_for(noisy_scene, tmp_path, early_stopping=20, val_fraction=0.0)

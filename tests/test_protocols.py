@@ -213,6 +213,8 @@ def test_protocol_labels():
     assert protocol_label(config(validation_from="test", fit_preprocessing="scene")) == \
         "random 0.1, val 5% of test (leak), preprocessing fitted on the scene (leak)"
     assert protocol_label(config(sampling_mode="blocks", block_size=12)) == "blocks 0.1 block_size 12"
+    assert protocol_label(config(validation_from="test", val_fraction=0.5, early_stopping=20)) == \
+        "random 0.1, val 50% of test (leak), early stopping 20"
 
 
 def test_bench_takes_the_protocol_flags_and_names_the_protocol(tmp_path):
@@ -228,3 +230,13 @@ def test_bench_takes_the_protocol_flags_and_names_the_protocol(tmp_path):
     metrics = json.loads(next((tmp_path / "b").glob("*/seed0/metrics.json")).read_text())
     assert metrics["protocol"]["leaks"] == ["validation_from_test", "preprocessing_fitted_on_scene"]
     assert metrics["protocol"]["fit_preprocessing"] == "scene"
+
+
+def test_bench_takes_early_stopping_and_names_it(tmp_path):
+    result = cli("bench", "--models", "hu", "--datasets", "Synthetic", "--validation_from", "test", "--val_fraction",
+                 "0.1", "--early_stopping", "2", "--epoch", "3", "--out", "b", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    label = "random 0.1, val 10% of test (leak), early stopping 2"
+    assert json.loads((tmp_path / "b" / "bench.json").read_text())[0]["protocol"] == label
+    metrics = json.loads(next((tmp_path / "b").glob("*/seed0/metrics.json")).read_text())
+    assert metrics["protocol"]["early_stopping"] == 2 and 1 <= metrics["epochs"] <= 3

@@ -57,6 +57,23 @@ def test_mixed_runs_are_refused(tmp_path: Path, capsys, second, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_early_stopped_seeds_make_one_row_with_their_epochs(tmp_path: Path, capsys):
+    stopping = {"label": "random 0.1, val 11% of test (leak), early stopping 20", "split": "random",
+                "early_stopping": 20, "validation": {"from": "test", "per_class": None}}
+    write_run(tmp_path / "a", 0, 0.97, epochs=61, best_epoch=41, stopped_early=True, protocol=stopping,
+              n_validation=1013)
+    write_run(tmp_path / "a", 1, 0.98, epochs=200, best_epoch=190, protocol=stopping)  # never stalled
+    assert results_row([str(tmp_path / "a"), "--group", "g", "--command", "c"]) == 0
+    line = capsys.readouterr().out
+    with open(Path(__file__).resolve().parents[1] / "docs" / "results" / "classification.csv") as stream:
+        columns = next(csv.reader(stream))
+    row = next(csv.DictReader(io.StringIO(line), fieldnames=columns))
+    assert row["epochs"] == "130"  # mean of 61 and 200, rounded
+    assert row["train_px"] == "1027"  # validation pixels taken from the test set are not training pixels
+    assert row["note"] == (stopping["label"] + "; seed 0: 61 epochs, weights of epoch 41; seed 1: 200 epochs "
+                           "(the whole schedule), weights of epoch 190")
+
+
 def test_split_overlap_counts_test_pixels_inside_training_patches(tmp_path: Path, capsys):
     import numpy as np
 
