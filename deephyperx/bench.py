@@ -38,8 +38,8 @@ class BenchSettings(ClassifySettings):
     set any other setting for every pair)."""
 
     SHOWN = {"models", "datasets", "runs_for", "finished_only", "folder", "training_sample", "sampling_mode", "runs",
-             "seed", "epoch", "val_fraction", "keep_best", "early_stopping", "guard", "block_size", "cuda", "n_jobs", "config", "out",
-             "train_set", "test_set", "val_per_class", "validation_from", "fit_preprocessing"}
+             "seed", "epoch", "val_fraction", "keep_best", "early_stopping", "guard", "block_size", "cuda", "n_jobs",
+             "config", "out", "train_set", "test_set", "val_per_class", "validation_from", "fit_preprocessing"}
     DEFAULTS = {"out": "outputs/bench"}
 
     models: Optional[list] = setting(None, config=False, nargs="+", required=True, help="the models to compare")
